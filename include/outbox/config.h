@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef OUTBOX_CONFIG_H
+#define OUTBOX_CONFIG_H
+/*
+ * Configuration. Loading is two steps (LIBRARIES.md 3.4):
+ *  1. config_load()/config_load_string() (daemon/config.c): inih collects
+ *     raw section/key/value strings with their source ("FILE:LINE" is known
+ *     for every key), then OUTBOX_<SECTION>_<KEY> environment variables are
+ *     applied on top;
+ *  2. config_check() (proto/config_check.c, pure): validates the raw
+ *     entries into a struct config. Errors are "SOURCE: message", where the
+ *     source is "FILE:LINE" or "environment OUTBOX_X_Y".
+ * struct config is plain data with fixed-size arrays: copying it is safe,
+ * and nothing in it needs freeing.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "outbox/limits.h"
+#include "outbox/log.h"
+
+#define CONFIG_PATH_DEFAULT "/etc/outbox/outbox.ini"
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_ALLOW 32
+#define CONFIG_MAX_RELAYS 8
+#define CONFIG_PATH_MAX 4096
+#define CONFIG_ERR_MAX 512
+
+struct config_hostport {
+	char host[HOSTNAME_MAX + 1]; /* name or IP literal, without brackets */
+	uint16_t port;
+};
+
+struct config_cidr {
+	int family;         /* AF_INET or AF_INET6 */
+	uint8_t addr[16];   /* network byte order; 4 bytes used for AF_INET */
+	unsigned prefix;
+};
+
+enum config_tls { CONFIG_TLS_AUTO, CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT,
+		  CONFIG_TLS_NONE };
+enum config_bare_newline { CONFIG_BARE_NL_NORMALIZE, CONFIG_BARE_NL_STRICT };
+
+struct config {
+	struct {
+		struct config_hostport address[CONFIG_MAX_LISTEN];
+		size_t naddress;
+		char hostname[HOSTNAME_MAX + 1]; /* "" = the host's FQDN, filled by the daemon */
+		struct config_cidr allow[CONFIG_MAX_ALLOW];
+		size_t nallow;
+		uint64_t max_message_size;    /* bytes */
+		unsigned max_recipients;
+		unsigned max_connections;
+		uint64_t timeout_ms;
+		enum config_bare_newline bare_newline;
+	} listen;
+	struct {
+		char dir[CONFIG_PATH_MAX];
+		uint64_t max_lifetime_s;
+		uint64_t retry_min_s;
+		uint64_t retry_max_s;
+	} spool;
+	struct {
+		struct config_hostport host[CONFIG_MAX_RELAYS]; /* failover order */
+		size_t nhost;        /* 0 = direct MX delivery (not built yet) */
+		enum config_tls tls; /* AUTO resolved per host: 465 implicit, else STARTTLS */
+		bool verify;
+		char ca_file[CONFIG_PATH_MAX];       /* "" = system store */
+		char user[256];
+		char password_file[CONFIG_PATH_MAX];
+	} relay;
+	struct {
+		enum log_target target;
+		enum log_level level;
+	} log;
+};
+
+/* One raw key = value, as read; the source says where it came from. */
+struct config_entry {
+	char section[32];
+	char key[64];
+	char value[CONFIG_PATH_MAX];
+	char source[CONFIG_PATH_MAX + 32]; /* "FILE:LINE" or "environment OUTBOX_..." */
+};
+
+struct config_raw {
+	struct config_entry *entries; /* heap, owned; config_raw_free() */
+	size_t n, cap;
+};
+
+void config_raw_free(struct config_raw *raw);
+/* Append (or replace an earlier entry of the same section/key). 0 or -1. */
+int config_raw_set(struct config_raw *raw, const char *section,
+		   const char *key, const char *value, const char *source);
+
+/* Pure: defaults, then every raw entry validated in order. 0, or -1 with
+ * err = "SOURCE: message". */
+int config_check(const struct config_raw *raw, struct config *out, char *err,
+		 size_t errlen);
+void config_defaults(struct config *out);
+
+/*
+ * Read path (inih; lines up to 4096 bytes), then the OUTBOX_* environment.
+ * A missing file is an error. 0, or -1 with err = "FILE:LINE: message".
+ * Also checks the password file: it must exist and not be readable by
+ * others (mode 0600 or 0640).
+ */
+int config_load(const char *path, struct config *out, char *err, size_t errlen);
+/* The same for an in-memory INI text, named name in messages. */
+int config_load_string(const char *text, const char *name, struct config *out,
+		       char *err, size_t errlen);
+/* The embedded configuration of `outboxd --local`: 127.0.0.1:2525, ./spool, stderr. */
+extern const char config_local_ini[];
+/* Read the relay password (first line, without the line end) into out. */
+int config_read_password(const struct config *cfg, char *out, size_t size,
+			 char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef OUTBOX_SPOOL_H
+#define OUTBOX_SPOOL_H
+/*
+ * The durable queue on disk. Layout under dir:
+ *   lock          flock()ed by the owning daemon; holds its PID
+ *   tmp/          messages and envelopes being written
+ *   msg/ID        message content (immutable once committed)
+ *   env/ID        envelope records (envelope.h); its presence = committed
+ *   corrupt/      quarantined entries, never read again
+ *
+ * Commit order (I1): write message, fsync, rename tmp -> msg/; write
+ * envelope, fsync, rename tmp -> env/; fsync msg/ and env/. Only then is
+ * the commit callback called with 0. All blocking work runs on the libuv
+ * thread pool; callbacks run on the loop thread. A failed fsync is never
+ * retried on the same file (fsyncgate): the entry is removed and the
+ * callback gets the error.
+ *
+ * Ownership: a spool_tx is owned by the caller from spool_tx_begin until it
+ * passes it to spool_tx_commit or spool_tx_abort; after that the spool owns
+ * and frees it. Callbacks are never called synchronously from the function
+ * that took them.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "outbox/envelope.h"
+
+struct spool;
+struct spool_tx;
+
+typedef void (*spool_cb)(void *arg, int status);
+
+/*
+ * Create the layout if needed and take the lock. Fails with a message in
+ * err: "spool /x is locked by PID 123", "cannot create /x/tmp: ...".
+ */
+int spool_open(uv_loop_t *loop, const char *dir, struct spool **out,
+	       char *err, size_t errlen);
+/* Release the lock and free. No operation may be pending. */
+void spool_close(struct spool *sp);
+const char *spool_dir(const struct spool *sp);
+/* Operations in flight on the thread pool. */
+unsigned spool_pending(const struct spool *sp);
+
+/* Intake: a new queue id and an open temporary file. 0 or negative errno. */
+int spool_tx_begin(struct spool *sp, struct spool_tx **out);
+const char *spool_tx_id(const struct spool_tx *tx);
+/* Append data (copied) asynchronously. One write at a time per tx. */
+int spool_tx_write(struct spool_tx *tx, const char *data, size_t len,
+		   spool_cb cb, void *arg);
+/*
+ * Make it durable with env (copied; its id, msg_size and msg_crc are set
+ * from the tx). On failure (ENOSPC, EIO) nothing of the entry is left.
+ * The spool frees tx after calling cb.
+ */
+int spool_tx_commit(struct spool_tx *tx, const struct envelope *env,
+		    spool_cb cb, void *arg);
+/* Throw it away: unlink and free (waits internally for a pending write). */
+void spool_tx_abort(struct spool_tx *tx);
+
+/*
+ * Start-up recovery, synchronous (called before the listener opens):
+ * removes leftovers in tmp/ and msg/ files without an envelope, moves
+ * anything unverifiable (bad envelope, missing or short message, symlink,
+ * FIFO, wrong owner) to corrupt/ with one log line each, and calls each()
+ * for every good envelope (ownership of env passes to each()).
+ * Returns the number of good entries or a negative errno.
+ */
+typedef void (*spool_each_fn)(void *arg, struct envelope *env);
+int spool_recover(struct spool *sp, spool_each_fn each, void *arg);
+
+/* Rewrite the envelope atomically (tmp, fsync, rename, dir fsync). env copied. */
+int spool_env_update(struct spool *sp, const struct envelope *env, spool_cb cb,
+		     void *arg);
+/* Remove a finished message: env/ID first, then msg/ID, then dir fsync. */
+int spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg);
+/* Move an entry to corrupt/ (e.g. message file fails verification at delivery). */
+int spool_quarantine(struct spool *sp, const char *id, const char *why);
+/* Open msg/ID for reading (O_RDONLY|O_NOFOLLOW|O_NONBLOCK, regular file check). fd or -errno. */
+int spool_msg_open(struct spool *sp, const char *id);
+
+#endif

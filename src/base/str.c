@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/* Checked string helpers used instead of strcpy/strncat/atoi. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outbox/str.h"
+
+int
+str_ncopy(char *dst, size_t size, const char *src, size_t n)
+{
+	if (size == 0)
+		return -1;
+	size_t k = n < size - 1 ? n : size - 1;
+	memcpy(dst, src, k);
+	dst[k] = '\0';
+	return k == n ? 0 : -1;
+}
+
+int
+str_copy(char *dst, size_t size, const char *src)
+{
+	return str_ncopy(dst, size, src, strlen(src));
+}
+
+int
+str_nto_u64(const char *s, size_t n, uint64_t min, uint64_t max,
+	    uint64_t *out)
+{
+	if (n == 0 || n > 20)
+		return -1;
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		unsigned d = (unsigned)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int
+str_to_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	return str_nto_u64(s, strlen(s), min, max, out);
+}
+
+bool
+str_prefix_ci(const char *s, size_t n, const char *prefix)
+{
+	size_t k = strlen(prefix);
+	if (n < k)
+		return false;
+	for (size_t i = 0; i < k; i++)
+		if (tolower((unsigned char)s[i]) !=
+		    tolower((unsigned char)prefix[i]))
+			return false;
+	return true;
+}
+
+char *
+str_sanitize(char *dst, size_t size, const char *src, size_t n)
+{
+	if (size == 0)
+		return dst;
+	size_t k = 0;
+	for (size_t i = 0; i < n && k + 1 < size; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[k++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	dst[k] = '\0';
+	return dst;
+}
+
+char *
+str_trim(char *s)
+{
+	char *p = s;
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+		p++;
+	size_t n = strlen(p);
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' ||
+			 p[n - 1] == '\r' || p[n - 1] == '\n'))
+		n--;
+	memmove(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+char *
+str_ndup(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+	if (p == NULL)
+		return NULL;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
