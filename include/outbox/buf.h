@@ -20,7 +20,7 @@ struct buf {
 };
 
 enum buf_line {
-	BUF_LINE,      /* a whole line: *line/*len exclude the LF (and a CR before it) */
+	BUF_LINE,      /* a whole line; len excludes the LF and a CR before it */
 	BUF_NEED_MORE, /* no LF yet and below the limit */
 	BUF_TOO_LONG,  /* no LF within the limit */
 };

@@ -4,6 +4,7 @@
  * data[len] is always a NUL and text can be printed straight from it.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
