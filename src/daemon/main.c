@@ -1,9 +1,421 @@
 /* SPDX-License-Identifier: MIT */
-/* outboxd: placeholder until the daemon wiring lands. */
+/*
+ * outboxd: start-up, signals, reload and shutdown.
+ *
+ * Start-up is fatal on any error (bad config, spool locked, cannot bind);
+ * after it, nothing a peer does stops the daemon. Order: config, TLS
+ * context and credentials, spool lock and recovery (queued mail is loaded
+ * before the listener opens), listener, then the loop.
+ * SIGTERM/SIGINT: stop accepting, tell sessions 421, abort deliveries
+ * (their messages stay queued), wait for in-flight spool work, exit 0.
+ * SIGHUP: reload; a bad new config keeps the old one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
 #include <stdio.h>
-int
-main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "outbox/daemon.h"
+#include "outbox/log.h"
+#include "outbox/str.h"
+
+#define SHUTDOWN_GRACE_MS 10000
+#define RETIRED_TLS_MAX 16
+
+static struct daemon daemon_state;
+static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_timer_t shutdown_timer;
+static bool handles_closed;
+/* TLS contexts replaced by a reload; kept until exit because connections
+ * started before the reload may still use them. */
+static struct tls_ctx *retired_tls[RETIRED_TLS_MAX];
+static size_t nretired;
+
+static void
+usage(FILE *f)
 {
-	fprintf(stderr, "outboxd: not built yet\n");
-	return 1;
+	fprintf(f,
+		"usage: outboxd [-c FILE] [-f|--foreground] [-t|--check-config]"
+		" [--local] [-V|--version]\n"
+		"  -c FILE   configuration (default $OUTBOX_CONFIG or %s)\n"
+		"  -f        stay in the foreground\n"
+		"  -t        check the configuration and exit\n"
+		"  --local   use the embedded local configuration: listen on "
+		"127.0.0.1:2525,\n"
+		"            spool in ./spool, log to stderr (no root needed)\n",
+		CONFIG_PATH_DEFAULT);
+}
+
+static void
+daemon_hostname(struct daemon *d)
+{
+	if (d->cfg.listen.hostname[0] != '\0') {
+		str_copy(d->hostname, sizeof(d->hostname), d->cfg.listen.hostname);
+		return;
+	}
+	char name[HOSTNAME_MAX + 1] = "localhost";
+	if (gethostname(name, sizeof(name)) != 0)
+		str_copy(name, sizeof(name), "localhost");
+	name[sizeof(name) - 1] = '\0';
+	if (strchr(name, '.') == NULL) {
+		/* Start-up only: the canonical name, usually from /etc/hosts. */
+		struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
+		if (getaddrinfo(name, NULL, &hints, &ai) == 0 && ai &&
+		    ai->ai_canonname && strchr(ai->ai_canonname, '.'))
+			str_copy(name, sizeof(name), ai->ai_canonname);
+		if (ai)
+			freeaddrinfo(ai);
+	}
+	str_copy(d->hostname, sizeof(d->hostname), name);
+}
+
+static int
+daemon_load(struct daemon *d, struct config *cfg, char *err, size_t errlen)
+{
+	int r = d->config_embedded
+			? config_load_string(config_local_ini, "(embedded --local config)",
+					     cfg, err, errlen)
+			: config_load(d->config_path, cfg, err, errlen);
+	if (r != 0)
+		return -1;
+	if (cfg->relay.nhost == 0) {
+		snprintf(err, errlen,
+			 "%s: [relay] host is not set, and direct MX delivery is "
+			 "not supported yet: set [relay] host (or "
+			 "OUTBOX_RELAY_HOST) to your smarthost, e.g. "
+			 "smtp.example.com:587",
+			 d->config_embedded ? "(embedded --local config)"
+					    : d->config_path);
+		return -1;
+	}
+	return 0;
+}
+
+/* TLS context and password for cfg. 0, or -1 with err. */
+static int
+daemon_relay_setup(const struct config *cfg, struct tls_ctx **tls,
+		   char *password, size_t pwlen, char *err, size_t errlen)
+{
+	*tls = NULL;
+	password[0] = '\0';
+	if (cfg->relay.password_file[0] != '\0' &&
+	    config_read_password(cfg, password, pwlen, err, errlen) != 0)
+		return -1;
+	if (cfg->relay.tls == CONFIG_TLS_NONE)
+		return 0;
+	*tls = tls_ctx_new(cfg->relay.ca_file[0] ? cfg->relay.ca_file : NULL,
+			   cfg->relay.verify, err, errlen);
+	return *tls ? 0 : -1;
+}
+
+static void
+daemon_close_walk(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h)) {
+		log_warn("closing a leftover handle of type %s",
+			 uv_handle_type_name(h->type));
+		uv_close(h, NULL);
+	}
+}
+
+void
+daemon_maybe_exit(struct daemon *d)
+{
+	if (!d->stopping || handles_closed)
+		return;
+	if (listener_sessions(d->listener) > 0 || queue_busy(d->queue) > 0 ||
+	    (d->spool && spool_pending(d->spool) > 0))
+		return;
+	handles_closed = true;
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_close((uv_handle_t *)&sig_hup, NULL);
+	uv_close((uv_handle_t *)&shutdown_timer, NULL);
+	queue_free(d->queue);
+	d->queue = NULL;
+}
+
+static void
+shutdown_timeout_cb(uv_timer_t *t)
+{
+	log_warn("shutdown took longer than %d s; exiting with work in "
+		 "flight (nothing acknowledged is lost)",
+		 SHUTDOWN_GRACE_MS / 1000);
+	_exit(0);
+}
+
+static void
+daemon_stop(struct daemon *d, int signum)
+{
+	if (d->stopping)
+		return;
+	log_info("%s received: stopping", strsignal(signum));
+	d->stopping = true;
+	listener_stop(d->listener);
+	queue_stop(d->queue);
+	uv_timer_start(&shutdown_timer, shutdown_timeout_cb, SHUTDOWN_GRACE_MS, 0);
+	uv_unref((uv_handle_t *)&shutdown_timer);
+	daemon_maybe_exit(d);
+}
+
+static void
+daemon_reload(struct daemon *d)
+{
+	struct config cfg;
+	char err[CONFIG_ERR_MAX];
+	struct tls_ctx *tls = NULL;
+	char password[sizeof(d->password)];
+	if (daemon_load(d, &cfg, err, sizeof(err)) != 0 ||
+	    daemon_relay_setup(&cfg, &tls, password, sizeof(password), err,
+			       sizeof(err)) != 0) {
+		log_err("reload failed, keeping the old configuration: %s", err);
+		return;
+	}
+	if (cfg.listen.naddress != d->cfg.listen.naddress ||
+	    memcmp(cfg.listen.address, d->cfg.listen.address,
+		   sizeof(cfg.listen.address)) != 0)
+		log_warn("reload: [listen] address changes need a restart");
+	if (strcmp(cfg.spool.dir, d->cfg.spool.dir) != 0)
+		log_warn("reload: [spool] dir changes need a restart");
+	memcpy(cfg.listen.address, d->cfg.listen.address,
+	       sizeof(cfg.listen.address));
+	cfg.listen.naddress = d->cfg.listen.naddress;
+	str_copy(cfg.spool.dir, sizeof(cfg.spool.dir), d->cfg.spool.dir);
+	if (d->tls) {
+		if (nretired == RETIRED_TLS_MAX) {
+			tls_ctx_free(retired_tls[0]);
+			memmove(retired_tls, retired_tls + 1,
+				sizeof(retired_tls[0]) * (RETIRED_TLS_MAX - 1));
+			nretired--;
+		}
+		retired_tls[nretired++] = d->tls;
+	}
+	d->tls = tls;
+	d->cfg = cfg;
+	memcpy(d->password, password, sizeof(password));
+	explicit_bzero(password, sizeof(password));
+	daemon_hostname(d);
+	log_set_level(cfg.log.level);
+	log_info("configuration reloaded");
+	queue_kick(d->queue);
+}
+
+static void
+signal_cb(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+	if (signum == SIGHUP)
+		daemon_reload(d);
+	else
+		daemon_stop(d, signum);
+}
+
+static int
+daemon_spool_path(struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->spool.dir[0] == '/')
+		return 0;
+	char cwd[PATH_MAX], abs[CONFIG_PATH_MAX];
+	if (getcwd(cwd, sizeof(cwd)) == NULL ||
+	    (size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, cfg->spool.dir) >=
+		    sizeof(abs)) {
+		snprintf(err, errlen, "cannot resolve spool dir %s",
+			 cfg->spool.dir);
+		return -1;
+	}
+	str_copy(cfg->spool.dir, sizeof(cfg->spool.dir), abs);
+	return 0;
+}
+
+static int
+daemon_detach(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return chdir("/");
+}
+
+struct options {
+	const char *config;
+	bool foreground, check, local;
+};
+
+static int
+parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "local", no_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:ftVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'f':
+			o->foreground = true;
+			break;
+		case 't':
+			o->check = true;
+			break;
+		case 'L':
+			o->local = true;
+			o->foreground = true;
+			break;
+		case 'V':
+			printf("outboxd %s\n", OUTBOX_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(64);
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		exit(64);
+	}
+	return 0;
+}
+
+static int
+daemon_setup(struct daemon *d, const struct options *o)
+{
+	char err[CONFIG_ERR_MAX];
+	if (daemon_load(d, &d->cfg, err, sizeof(err)) != 0 ||
+	    daemon_spool_path(&d->cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "outboxd: %s\n", err);
+		return 1;
+	}
+	if (o->check) {
+		printf("%s: configuration ok\n",
+		       d->config_embedded ? "(embedded --local config)"
+					  : d->config_path);
+		return 0;
+	}
+	log_init("outboxd", o->foreground ? d->cfg.log.target : LOG_TO_SYSLOG,
+		 d->cfg.log.level);
+	daemon_hostname(d);
+	if (tls_global_init() != 0 ||
+	    daemon_relay_setup(&d->cfg, &d->tls, d->password,
+			       sizeof(d->password), err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	const char *t = getenv("OUTBOX_TEST_CLIENT_TIMEOUT");
+	uint64_t secs;
+	if (t && str_to_u64(t, 1, 3600, &secs) == 0)
+		d->test_timeout_ms = secs * 1000;
+	return -1; /* go on */
+}
+
+static int
+daemon_run(struct daemon *d)
+{
+	char err[CONFIG_ERR_MAX];
+	d->loop = uv_default_loop();
+	if (spool_open(d->loop, d->cfg.spool.dir, &d->spool, err,
+		       sizeof(err)) != 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	if (queue_new(d, &d->queue) != 0)
+		return 1;
+	int n = spool_recover(d->spool, queue_recover_each, d->queue);
+	if (n < 0) {
+		log_err("spool recovery failed: %s", strerror(-n));
+		return 1;
+	}
+	log_info("spool %s: %d queued message%s", d->cfg.spool.dir, n,
+		 n == 1 ? "" : "s");
+	uv_signal_init(d->loop, &sig_term);
+	uv_signal_init(d->loop, &sig_int);
+	uv_signal_init(d->loop, &sig_hup);
+	uv_timer_init(d->loop, &shutdown_timer);
+	sig_term.data = sig_int.data = sig_hup.data = d;
+	uv_signal_start(&sig_term, signal_cb, SIGTERM);
+	uv_signal_start(&sig_int, signal_cb, SIGINT);
+	uv_signal_start(&sig_hup, signal_cb, SIGHUP);
+	if (listener_start(d) != 0)
+		return 1;
+	queue_kick(d->queue);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	return 0;
+}
+
+static void
+daemon_cleanup(struct daemon *d)
+{
+	if (d->loop != NULL) {
+		if (!handles_closed) {
+			if (d->queue)
+				queue_free(d->queue);
+			uv_walk(d->loop, daemon_close_walk, NULL);
+		}
+		uv_run(d->loop, UV_RUN_DEFAULT);
+		if (uv_loop_close(d->loop) != 0)
+			log_warn("event loop closed with handles still open");
+	}
+	listener_free(d->listener);
+	if (d->spool)
+		spool_close(d->spool);
+	tls_ctx_free(d->tls);
+	for (size_t i = 0; i < nretired; i++)
+		tls_ctx_free(retired_tls[i]);
+	tls_global_cleanup();
+	explicit_bzero(d->password, sizeof(d->password));
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	parse_args(argc, argv, &o);
+	struct daemon *d = &daemon_state;
+	signal(SIGPIPE, SIG_IGN);
+	d->config_embedded = o.local && o.config == NULL;
+	const char *path = o.config ? o.config : getenv("OUTBOX_CONFIG");
+	str_copy(d->config_path, sizeof(d->config_path),
+		 path && *path ? path : CONFIG_PATH_DEFAULT);
+	int rc = daemon_setup(d, &o);
+	if (rc >= 0) {
+		daemon_cleanup(d);
+		return rc;
+	}
+	if (!o.foreground && daemon_detach() != 0) {
+		log_err("cannot detach: %s", strerror(errno));
+		return 1;
+	}
+	rc = daemon_run(d);
+	daemon_cleanup(d);
+	if (rc == 0)
+		log_info("stopped");
+	return rc;
 }

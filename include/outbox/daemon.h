@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef OUTBOX_DAEMON_H
+#define OUTBOX_DAEMON_H
+/*
+ * The daemon's wiring: one libuv loop, one spool, the listener with its
+ * inbound sessions, and the queue with its outbound deliveries. Everything
+ * here runs on the loop thread. struct daemon is owned by main.c and
+ * outlives every object that points at it.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "outbox/config.h"
+#include "outbox/envelope.h"
+#include "outbox/spool.h"
+#include "outbox/tls.h"
+
+struct listener;
+struct queue;
+
+struct daemon {
+	uv_loop_t *loop;
+	struct config cfg;            /* current; replaced whole on reload */
+	char config_path[CONFIG_PATH_MAX];
+	bool config_embedded;         /* --local */
+	char hostname[HOSTNAME_MAX + 1];
+	struct spool *spool;
+	struct listener *listener;
+	struct queue *queue;
+	struct tls_ctx *tls;          /* relay TLS context; NULL with tls = none */
+	char password[512];           /* relay password; wiped at exit */
+	bool stopping;
+	uint64_t test_timeout_ms;     /* OUTBOX_TEST_CLIENT_TIMEOUT: caps client timeouts */
+};
+
+/* listener.c: bind every [listen] address. 0 or -1 (logged). */
+int listener_start(struct daemon *d);
+/* Stop accepting; tell idle sessions 421 and close them; busy ones finish. */
+void listener_stop(struct listener *l);
+/* Sessions still open (shutdown waits for 0). */
+unsigned listener_sessions(const struct listener *l);
+void listener_free(struct listener *l);
+
+/* session.c: take over an accepted client. */
+struct session;
+void session_start(struct daemon *d, struct listener *l, uv_stream_t *server);
+void session_shutdown(struct session *s);
+
+/* queue.c: the in-memory queue over the spool, and delivery scheduling. */
+int queue_new(struct daemon *d, struct queue **out);
+/* Take ownership of env (heap) and schedule it. */
+void queue_add(struct queue *q, struct envelope *env);
+/* Spool recovery callback (arg = struct queue *). */
+void queue_recover_each(void *arg, struct envelope *env);
+/* Start deliveries for due messages. */
+void queue_kick(struct queue *q);
+/* Abort deliveries (messages stay queued). */
+void queue_stop(struct queue *q);
+/* Deliveries and spool updates still running. */
+unsigned queue_busy(const struct queue *q);
+void queue_free(struct queue *q);
+size_t queue_size(const struct queue *q);
+
+/* Used by session.c and queue.c. */
+void daemon_date(char *out, size_t size);   /* RFC 5322 date, now */
+int64_t daemon_now(void);                   /* wall clock seconds */
+/* Called when a listener session ends or a delivery ends, to finish shutdown. */
+void daemon_maybe_exit(struct daemon *d);
+
+#endif

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Streams a queued message to the server after its 354: reads the message
+ * file on the libuv thread pool in DELIVERY_READ_SIZE pieces, runs them
+ * through the dot-stuffing filter, and writes them to the connection,
+ * pausing while more than DELIVERY_HIGH_WATER bytes wait to be sent.
+ *
+ * The message file is verified as it is read: if its size or CRC differs
+ * from the envelope (I2: never deliver a partial or corrupt message), the
+ * final dot is never sent, the connection is dropped (the server then
+ * discards the transaction) and the entry is quarantined.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "outbox/crc32.h"
+#include "outbox/daemon.h"
+#include "outbox/log.h"
+
+#include "delivery_priv.h"
+
+static void delivery_body_read(struct delivery *dl);
+
+static void
+delivery_body_close_fd(struct delivery *dl)
+{
+	if (dl->fd >= 0) {
+		uv_fs_t req;
+		uv_fs_close(NULL, &req, dl->fd, NULL);
+		uv_fs_req_cleanup(&req);
+	}
+	dl->fd = -1;
+}
+
+static void
+delivery_body_fail(struct delivery *dl, const char *enh, const char *text)
+{
+	delivery_body_close_fd(dl);
+	delivery_event(dl, smtp_client_abort(dl->cli, enh, text));
+}
+
+/* The file does not match its envelope: never send it, quarantine it. */
+static void
+delivery_body_corrupt(struct delivery *dl)
+{
+	struct qmsg *m = dl->msg;
+	log_err("%s: message file does not match its envelope (size %lld, "
+		"expected %llu); not sent",
+		m->env.id, (long long)dl->roff,
+		(unsigned long long)m->env.msg_size);
+	spool_quarantine(dl->d->spool, m->env.id, "message file corrupt");
+	queue_drop(dl->q, m);
+	dl->msg = NULL;
+	delivery_body_fail(dl, "4.3.0", "queue file corrupt");
+}
+
+static void
+delivery_body_finish(struct delivery *dl)
+{
+	const struct envelope *e = &dl->msg->env;
+	if ((uint64_t)dl->roff != e->msg_size || dl->crc != e->msg_crc) {
+		delivery_body_corrupt(dl);
+		return;
+	}
+	delivery_body_close_fd(dl);
+	buf_reset(&dl->wire);
+	if (dot_stuff_end(&dl->dot, &dl->wire) != 0 ||
+	    conn_write(dl->conn, dl->wire.data, dl->wire.len) != 0) {
+		delivery_body_fail(dl, "4.3.0", "write error");
+		return;
+	}
+	buf_reset(&dl->wire);
+	delivery_event(dl, smtp_client_body_done(dl->cli));
+}
+
+static void
+delivery_body_read_cb(uv_fs_t *req)
+{
+	struct delivery *dl = req->data;
+	ssize_t n = req->result;
+	uv_fs_req_cleanup(req);
+	dl->fs_busy = false;
+	if (dl->closing || dl->cli == NULL || dl->msg == NULL) {
+		delivery_body_close_fd(dl);
+		delivery_unref(dl);
+		return;
+	}
+	dl->refs--; /* the timer still holds one */
+	if (n < 0) {
+		log_warn("%s: queue file read error: %s", dl->msg->env.id,
+			 uv_strerror((int)n));
+		delivery_body_fail(dl, "4.3.0", "queue file read error");
+		return;
+	}
+	if (n == 0) {
+		delivery_body_finish(dl);
+		return;
+	}
+	dl->crc = crc32_update(dl->crc, dl->rbuf, (size_t)n);
+	dl->roff += n;
+	buf_reset(&dl->wire);
+	if (dot_stuff_feed(&dl->dot, dl->rbuf, (size_t)n, &dl->wire) != 0 ||
+	    conn_write(dl->conn, dl->wire.data, dl->wire.len) != 0) {
+		delivery_body_fail(dl, "4.3.0", "write error");
+		return;
+	}
+	buf_reset(&dl->wire);
+	delivery_set_timer(dl, smtp_client_timeout_ms(dl->cli));
+	if (conn_write_queue(dl->conn) > DELIVERY_HIGH_WATER)
+		dl->wait_drain = true;
+	else
+		delivery_body_read(dl);
+}
+
+static void
+delivery_body_read(struct delivery *dl)
+{
+	uv_buf_t b = uv_buf_init(dl->rbuf, DELIVERY_READ_SIZE);
+	dl->fsreq.data = dl;
+	int r = uv_fs_read(dl->d->loop, &dl->fsreq, dl->fd, &b, 1, dl->roff,
+			   delivery_body_read_cb);
+	if (r < 0) {
+		delivery_body_fail(dl, "4.3.0", "queue file read error");
+		return;
+	}
+	dl->fs_busy = true;
+	dl->refs++;
+}
+
+void
+delivery_body_start(struct delivery *dl)
+{
+	if (dl->rbuf == NULL && (dl->rbuf = malloc(DELIVERY_READ_SIZE)) == NULL) {
+		delivery_body_fail(dl, "4.3.0", "out of memory");
+		return;
+	}
+	dl->fd = spool_msg_open(dl->d->spool, dl->msg->env.id);
+	if (dl->fd < 0) {
+		log_err("%s: cannot open the message file: %s",
+			dl->msg->env.id, uv_strerror(dl->fd));
+		dl->fd = -1;
+		delivery_body_corrupt(dl);
+		return;
+	}
+	dl->roff = 0;
+	dl->crc = 0;
+	dl->wait_drain = false;
+	dot_stuff_init(&dl->dot);
+	delivery_body_read(dl);
+}
+
+void
+delivery_body_drain(struct delivery *dl)
+{
+	if (dl->wait_drain && !dl->closing && dl->fd >= 0) {
+		dl->wait_drain = false;
+		delivery_body_read(dl);
+	}
+}
+
+void
+delivery_body_stop(struct delivery *dl)
+{
+	dl->wait_drain = false;
+	if (!dl->fs_busy)
+		delivery_body_close_fd(dl);
+}

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SMTP listener: one libuv TCP server per [listen] address. Accepting is
+ * cheap and bounded: beyond max_connections a client gets "421 4.7.0" and is
+ * closed at once, so a flood cannot exhaust memory or descriptors. The
+ * listener owns its server handles; sessions own themselves and report
+ * their end through listener_session_done().
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outbox/daemon.h"
+#include "outbox/log.h"
+#include "outbox/str.h"
+
+#include "listener_priv.h"
+
+struct server_sock {
+	uv_tcp_t tcp;
+	struct listener *l;
+};
+
+static int
+listener_addr(const struct config_hostport *hp, struct sockaddr_storage *ss)
+{
+	if (uv_ip4_addr(hp->host, hp->port, (struct sockaddr_in *)ss) == 0)
+		return 0;
+	return uv_ip6_addr(hp->host, hp->port, (struct sockaddr_in6 *)ss);
+}
+
+static void
+listener_reject_write_cb(uv_write_t *req, int status)
+{
+	uv_close((uv_handle_t *)req->handle, (uv_close_cb)free);
+	free(req);
+}
+
+/* Over the limit: tell the client why, then close. */
+static void
+listener_reject(uv_tcp_t *client)
+{
+	static const char msg[] = "421 4.7.0 Error: too many connections\r\n";
+	uv_write_t *req = malloc(sizeof(*req));
+	uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+	if (req == NULL || uv_write(req, (uv_stream_t *)client, &b, 1,
+				    listener_reject_write_cb) != 0) {
+		free(req);
+		uv_close((uv_handle_t *)client, (uv_close_cb)free);
+	}
+}
+
+static void
+listener_accept_cb(uv_stream_t *server, int status)
+{
+	struct server_sock *ss = server->data;
+	struct listener *l = ss->l;
+	if (status < 0) {
+		log_warn("accept: %s", uv_strerror(status));
+		return;
+	}
+	if (!l->stopping && l->nsessions < l->d->cfg.listen.max_connections) {
+		session_start(l->d, l, server);
+		return;
+	}
+	uv_tcp_t *client = malloc(sizeof(*client));
+	if (client == NULL)
+		return;
+	uv_tcp_init(l->d->loop, client);
+	if (uv_accept(server, (uv_stream_t *)client) != 0 || l->stopping) {
+		uv_close((uv_handle_t *)client, (uv_close_cb)free);
+		return;
+	}
+	log_warn("connection limit %u reached; refusing a client",
+		 l->d->cfg.listen.max_connections);
+	listener_reject(client);
+}
+
+static int
+listener_bind_one(struct listener *l, const struct config_hostport *hp)
+{
+	struct sockaddr_storage sa;
+	if (listener_addr(hp, &sa) != 0) {
+		log_err("listen: bad address %s", hp->host);
+		return -1;
+	}
+	struct server_sock *ss = calloc(1, sizeof(*ss));
+	if (ss == NULL)
+		return -1;
+	ss->l = l;
+	uv_tcp_init(l->d->loop, &ss->tcp);
+	ss->tcp.data = ss;
+	l->socks[l->nsocks++] = ss;
+	unsigned flags = sa.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+	int r = uv_tcp_bind(&ss->tcp, (struct sockaddr *)&sa, flags);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&ss->tcp, 511, listener_accept_cb);
+	if (r != 0) {
+		log_err("cannot listen on %s%s%s:%u: %s",
+			sa.ss_family == AF_INET6 ? "[" : "", hp->host,
+			sa.ss_family == AF_INET6 ? "]" : "", hp->port,
+			uv_strerror(r));
+		return -1;
+	}
+	return 0;
+}
+
+int
+listener_start(struct daemon *d)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return -1;
+	l->d = d;
+	d->listener = l;
+	char list[1024] = "";
+	for (size_t i = 0; i < d->cfg.listen.naddress; i++) {
+		const struct config_hostport *hp = &d->cfg.listen.address[i];
+		if (listener_bind_one(l, hp) != 0)
+			return -1;
+		char one[300];
+		snprintf(one, sizeof(one), "%s%s%s%s:%u", i ? " " : "",
+			 strchr(hp->host, ':') ? "[" : "", hp->host,
+			 strchr(hp->host, ':') ? "]" : "", hp->port);
+		size_t n = strlen(list);
+		str_copy(list + n, sizeof(list) - n, one);
+	}
+	log_info("outboxd ready: listening on %s", list);
+	return 0;
+}
+
+void
+listener_stop(struct listener *l)
+{
+	if (l == NULL || l->stopping)
+		return;
+	l->stopping = true;
+	for (size_t i = 0; i < l->nsocks; i++)
+		uv_close((uv_handle_t *)&l->socks[i]->tcp, (uv_close_cb)free);
+	l->nsocks = 0;
+	struct session *s = l->sessions, *next;
+	for (; s != NULL; s = next) {
+		next = session_next(s);
+		session_shutdown(s);
+	}
+}
+
+unsigned
+listener_sessions(const struct listener *l)
+{
+	return l ? l->nsessions : 0;
+}
+
+void
+listener_free(struct listener *l)
+{
+	free(l);
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef OUTBOX_LISTENER_PRIV_H
+#define OUTBOX_LISTENER_PRIV_H
+/* Shared between listener.c and session.c only. */
+#include "outbox/daemon.h"
+
+struct server_sock;
+
+struct listener {
+	struct daemon *d;
+	struct server_sock *socks[CONFIG_MAX_LISTEN];
+	size_t nsocks;
+	struct session *sessions;   /* intrusive list of open sessions */
+	unsigned nsessions;
+	bool stopping;
+};
+
+struct session *session_next(struct session *s);
+
+#endif

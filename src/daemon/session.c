@@ -1,0 +1,563 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One inbound SMTP session: the thin glue between a libuv TCP stream, the
+ * pure protocol machine (proto/smtp_server.c) and the spool.
+ *
+ * Flow control: while a spool write or commit is in flight the session
+ * stops feeding the machine and stops reading the socket, so memory per
+ * session stays bounded by the input buffer and one body chunk.
+ *
+ * Ownership and teardown (STYLE.md 2.6): the session owns its TCP handle,
+ * its timer and its spool transaction. session_close() is the only
+ * teardown path and is safe from any callback; s is freed when the last of
+ * its references (two handles plus an in-flight spool operation) is gone.
+ * A commit that finishes after the client left still queues the message:
+ * it is durable, and the client will treat the lost reply as a 451 and may
+ * send again (the documented duplicate window, RELIABILITY.md A20b).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outbox/cidr.h"
+#include "outbox/crc32.h"
+#include "outbox/daemon.h"
+#include "outbox/log.h"
+#include "outbox/smtp_server.h"
+#include "outbox/str.h"
+
+#include "listener_priv.h"
+
+#define SESSION_IN_MAX (256 * 1024)
+#define SESSION_READ_SIZE (64 * 1024)
+
+struct session {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	struct daemon *d;
+	struct listener *l;
+	struct session *next, *prev;
+	struct smtp_server *srv;
+	struct smtp_server_cfg scfg;
+	struct buf in;
+	struct spool_tx *tx;
+	int tx_error;           /* first spool error of this transaction */
+	uint64_t tx_size;       /* bytes handed to the spool, and their CRC: */
+	uint32_t tx_crc;        /* our in-memory envelope must match the disk */
+	bool spool_busy;        /* a write or commit is in flight */
+	bool commit_after_write;
+	bool shutdown_pending;  /* daemon stopping while spool_busy */
+	bool want_close;        /* close once the output is written */
+	bool closing;
+	bool reading;
+	unsigned refs;
+	unsigned writes;        /* uv_write requests in flight */
+	char ip[INET6_ADDRSTRLEN];
+};
+
+struct session_write {
+	uv_write_t req;
+	struct session *s;
+	char data[];
+};
+
+static void session_pump(struct session *s);
+static void session_close(struct session *s, const char *reason);
+
+struct session *
+session_next(struct session *s)
+{
+	return s->next;
+}
+
+static void
+session_unref(struct session *s)
+{
+	if (--s->refs > 0)
+		return;
+	smtp_server_free(s->srv);
+	buf_free(&s->in);
+	struct daemon *d = s->d;
+	free(s);
+	daemon_maybe_exit(d);
+}
+
+static void
+session_handle_closed(uv_handle_t *h)
+{
+	session_unref(h->data);
+}
+
+static void
+session_log(void *arg, const char *msg)
+{
+	struct session *s = arg;
+	log_debug("smtpd[%s]: %s", s->ip, msg);
+}
+
+static void
+session_timer_restart(struct session *s)
+{
+	if (!s->closing)
+		uv_timer_again(&s->timer);
+}
+
+static void
+session_write_cb(uv_write_t *req, int status)
+{
+	struct session_write *w = (struct session_write *)req;
+	struct session *s = w->s;
+	free(w);
+	s->writes--;
+	if (status < 0) {
+		session_close(s, "write error");
+	} else if (!s->closing && s->writes == 0) {
+		if (s->want_close)
+			session_close(s, NULL);
+		else
+			session_pump(s);
+	}
+	session_unref(s);
+}
+
+/* Send whatever replies the machine produced. */
+static void
+session_flush(struct session *s)
+{
+	struct buf *out = smtp_server_out(s->srv);
+	if (out->len == 0 || s->closing)
+		return;
+	struct session_write *w = malloc(sizeof(*w) + out->len);
+	if (w == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	w->s = s;
+	memcpy(w->data, out->data, out->len);
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)out->len);
+	buf_reset(out);
+	if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1,
+		     session_write_cb) != 0) {
+		free(w);
+		session_close(s, "write error");
+		return;
+	}
+	s->writes++;
+	s->refs++;
+	session_timer_restart(s);
+}
+
+static void
+session_data_start(struct session *s)
+{
+	char date[64];
+	daemon_date(date, sizeof(date));
+	s->tx_error = 0;
+	s->tx_size = 0;
+	s->tx_crc = 0;
+	int r = spool_tx_begin(s->d->spool, &s->tx);
+	if (r < 0) {
+		/* 354 is already out: take the body, answer 451 at the end. */
+		s->tx = NULL;
+		s->tx_error = r;
+		log_warn("cannot create a queue file: %s", strerror(-r));
+		smtp_server_data_begin(s->srv, "NOQUEUE", date);
+		return;
+	}
+	smtp_server_data_begin(s->srv, spool_tx_id(s->tx), date);
+}
+
+static void
+session_log_intake(struct session *s, const struct envelope *env)
+{
+	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (client=%s)", env->id,
+		 env->sender, (unsigned long long)env->msg_size, env->nrcpts,
+		 s->ip);
+}
+
+/* The envelope the spool commits, from the machine's transaction. */
+static struct envelope *
+session_envelope(struct session *s)
+{
+	const struct smtp_tx *tx = smtp_server_tx(s->srv);
+	struct envelope *env = calloc(1, sizeof(*env));
+	if (env == NULL)
+		return NULL;
+	envelope_init(env);
+	str_copy(env->id, sizeof(env->id), spool_tx_id(s->tx));
+	env->sender = strdup(tx->sender);
+	env->arrival = daemon_now();
+	env->msg_size = s->tx_size;
+	env->msg_crc = s->tx_crc;
+	env->flags = (tx->body_8bit ? ENV_F_8BIT : 0) |
+		     (tx->smtputf8 ? ENV_F_SMTPUTF8 : 0);
+	str_copy(env->client, sizeof(env->client), s->ip);
+	bool ok = env->sender != NULL;
+	for (size_t i = 0; ok && i < tx->nrcpts; i++)
+		ok = envelope_add_rcpt(env, tx->rcpts[i].addr) == 0;
+	if (!ok) {
+		envelope_free(env);
+		free(env);
+		return NULL;
+	}
+	return env;
+}
+
+struct session_commit {
+	struct session *s;
+	struct envelope *env;   /* passes to the queue on success */
+	char id[ID_SIZE];
+};
+
+static void
+session_commit_cb(void *arg, int status)
+{
+	struct session_commit *c = arg;
+	struct session *s = c->s;
+	s->spool_busy = false;
+	s->tx = NULL; /* the spool freed it */
+	if (status == 0) {
+		session_log_intake(s, c->env);
+		queue_add(s->d->queue, c->env);
+		c->env = NULL;
+	} else {
+		log_warn("%s: queue file write error: %s", c->env->id,
+			 strerror(-status));
+		envelope_free(c->env);
+		free(c->env);
+	}
+	if (!s->closing) {
+		smtp_server_commit_done(s->srv, status, c->id);
+		session_timer_restart(s);
+	}
+	free(c);
+	if (!s->closing) {
+		if (s->shutdown_pending)
+			session_shutdown(s);
+		else
+			session_pump(s);
+	}
+	session_unref(s);
+}
+
+static void
+session_commit(struct session *s)
+{
+	struct envelope *env = NULL;
+	struct session_commit *c = NULL;
+	int r = s->tx_error;
+	if (r == 0 && s->tx != NULL) {
+		env = session_envelope(s);
+		c = malloc(sizeof(*c));
+		r = env && c ? 0 : -ENOMEM;
+	}
+	if (r == 0) {
+		c->s = s;
+		c->env = env;
+		str_copy(c->id, sizeof(c->id), env->id);
+		r = spool_tx_commit(s->tx, env, session_commit_cb, c);
+		if (r == 0) {
+			s->spool_busy = true;
+			s->refs++;
+			return;
+		}
+	}
+	if (env) {
+		envelope_free(env);
+		free(env);
+	}
+	free(c);
+	if (s->tx != NULL)
+		spool_tx_abort(s->tx);
+	s->tx = NULL;
+	smtp_server_commit_done(s->srv, r ? r : -EIO, "");
+}
+
+static void
+session_write_chunk_cb(void *arg, int status)
+{
+	struct session *s = arg;
+	s->spool_busy = false;
+	if (status < 0 && s->tx_error == 0)
+		s->tx_error = status;
+	if (s->closing) {
+		if (s->tx != NULL)
+			spool_tx_abort(s->tx);
+		s->tx = NULL;
+	} else if (s->commit_after_write) {
+		s->commit_after_write = false;
+		session_commit(s);
+		session_flush(s);
+		if (!s->spool_busy)
+			session_pump(s);
+	} else {
+		session_timer_restart(s);
+		session_pump(s);
+	}
+	session_unref(s);
+}
+
+/* Hand the machine's body bytes to the spool; commit after the last ones. */
+static void
+session_store(struct session *s, bool final)
+{
+	struct buf *chunk = smtp_server_chunk(s->srv);
+	if (s->tx == NULL || s->tx_error != 0 || chunk->len == 0) {
+		buf_reset(chunk);
+		if (final)
+			session_commit(s);
+		return;
+	}
+	s->tx_size += chunk->len;
+	s->tx_crc = crc32_update(s->tx_crc, chunk->data, chunk->len);
+	int r = spool_tx_write(s->tx, chunk->data, chunk->len,
+			       session_write_chunk_cb, s);
+	buf_reset(chunk);
+	if (r < 0) {
+		s->tx_error = r;
+		if (final)
+			session_commit(s);
+		return;
+	}
+	s->spool_busy = true;
+	s->commit_after_write = final;
+	s->refs++;
+}
+
+static void
+session_abort_data(struct session *s)
+{
+	buf_reset(smtp_server_chunk(s->srv));
+	if (s->tx != NULL)
+		spool_tx_abort(s->tx);
+	s->tx = NULL;
+}
+
+static void
+session_reading(struct session *s, bool on);
+
+static void
+session_pump(struct session *s)
+{
+	while (!s->closing && !s->spool_busy && !s->want_close) {
+		size_t used = 0;
+		enum smtp_server_event ev =
+			smtp_server_feed(s->srv, s->in.data, s->in.len, &used);
+		buf_consume(&s->in, used);
+		if (ev == SRV_NEED_MORE) {
+			session_flush(s);
+			break;
+		}
+		switch (ev) {
+		case SRV_DATA_START:
+			session_data_start(s);
+			break;
+		case SRV_BODY_CHUNK:
+			session_store(s, false);
+			break;
+		case SRV_NEED_COMMIT:
+			session_store(s, true);
+			break;
+		case SRV_DATA_ABORT:
+			session_abort_data(s);
+			break;
+		case SRV_CLOSE:
+			s->want_close = true;
+			break;
+		default:
+			OB_PANIC("smtp_server_feed returned %d", (int)ev);
+		}
+		session_flush(s);
+	}
+	if (s->closing)
+		return;
+	if (s->want_close && s->writes == 0) {
+		session_close(s, NULL);
+		return;
+	}
+	bool can_read = !s->spool_busy && !s->want_close &&
+			s->in.len + SESSION_READ_SIZE <= SESSION_IN_MAX;
+	session_reading(s, can_read);
+}
+
+static void
+session_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct session *s = h->data;
+	if (buf_reserve(&s->in, SESSION_READ_SIZE) != 0) {
+		*b = uv_buf_init(NULL, 0);
+		return;
+	}
+	*b = uv_buf_init(s->in.data + s->in.len, SESSION_READ_SIZE);
+}
+
+static void
+session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+	struct session *s = st->data;
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		session_close(s, nread == UV_EOF ? "lost connection"
+						 : uv_strerror((int)nread));
+		return;
+	}
+	s->in.len += (size_t)nread;
+	s->in.data[s->in.len] = '\0';
+	session_pump(s);
+}
+
+static void
+session_reading(struct session *s, bool on)
+{
+	if (on == s->reading)
+		return;
+	s->reading = on;
+	if (on)
+		uv_read_start((uv_stream_t *)&s->tcp, session_alloc_cb,
+			      session_read_cb);
+	else
+		uv_read_stop((uv_stream_t *)&s->tcp);
+}
+
+static void
+session_timeout_cb(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	if (s->spool_busy)
+		return; /* the disk answers; the repeat timer tries again */
+	log_info("timeout after %s from %s", smtp_server_state_name(s->srv),
+		 s->ip);
+	smtp_server_shutdown(s->srv, "4.4.2 Error: timeout exceeded");
+	session_pump(s);
+	if (!s->closing) {
+		s->want_close = true;
+		if (s->writes == 0)
+			session_close(s, NULL);
+	}
+}
+
+static void
+session_close(struct session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	if (reason != NULL && s->srv != NULL) {
+		const char *state = smtp_server_state_name(s->srv);
+		log_info("%s after %s from %s", reason, state, s->ip);
+	}
+	log_debug("disconnect from %s", s->ip);
+	if (s->tx != NULL && !s->spool_busy) {
+		spool_tx_abort(s->tx);
+		s->tx = NULL;
+	}
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		s->l->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->l->nsessions--;
+	uv_timer_stop(&s->timer);
+	uv_close((uv_handle_t *)&s->timer, session_handle_closed);
+	uv_close((uv_handle_t *)&s->tcp, session_handle_closed);
+}
+
+void
+session_shutdown(struct session *s)
+{
+	if (s->closing)
+		return;
+	if (s->spool_busy) {
+		s->shutdown_pending = true;
+		return;
+	}
+	session_abort_data(s);
+	smtp_server_shutdown(s->srv, "4.3.2 Service shutting down");
+	session_pump(s);
+	if (!s->closing) {
+		s->want_close = true;
+		if (s->writes == 0)
+			session_close(s, NULL);
+	}
+}
+
+static bool
+session_peer(struct session *s)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) != 0)
+		return false;
+	const struct config *cfg = &s->d->cfg;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		uv_ip4_name(sin, s->ip, sizeof(s->ip));
+		return cidr_match(cfg->listen.allow, cfg->listen.nallow,
+				  AF_INET, (unsigned char *)&sin->sin_addr);
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	uv_ip6_name(sin6, s->ip, sizeof(s->ip));
+	return cidr_match(cfg->listen.allow, cfg->listen.nallow, AF_INET6,
+			  (unsigned char *)&sin6->sin6_addr);
+}
+
+static void
+session_config(struct session *s)
+{
+	const struct config *cfg = &s->d->cfg;
+	s->scfg.hostname = s->d->hostname;
+	s->scfg.max_message_size = cfg->listen.max_message_size;
+	s->scfg.max_recipients = cfg->listen.max_recipients;
+	s->scfg.bare_newline = cfg->listen.bare_newline ==
+					       CONFIG_BARE_NL_STRICT
+				       ? SRV_BARE_NL_STRICT
+				       : SRV_BARE_NL_NORMALIZE;
+	s->scfg.hop_limit = SMTP_HOP_LIMIT;
+	s->scfg.error_limit = SMTP_ERROR_LIMIT;
+	s->scfg.log = session_log;
+	s->scfg.log_arg = s;
+}
+
+void
+session_start(struct daemon *d, struct listener *l, uv_stream_t *server)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return;
+	s->d = d;
+	s->l = l;
+	s->refs = 2;
+	buf_init(&s->in, SESSION_IN_MAX);
+	uv_tcp_init(d->loop, &s->tcp);
+	uv_timer_init(d->loop, &s->timer);
+	s->tcp.data = s->timer.data = s;
+	s->next = l->sessions;
+	if (l->sessions)
+		l->sessions->prev = s;
+	l->sessions = s;
+	l->nsessions++;
+	str_copy(s->ip, sizeof(s->ip), "unknown");
+	if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
+		session_close(s, NULL);
+		return;
+	}
+	bool allowed = session_peer(s);
+	session_config(s);
+	s->srv = smtp_server_new(&s->scfg, s->ip, allowed);
+	if (s->srv == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	log_debug("connect from %s%s", s->ip, allowed ? "" : " (not allowed)");
+	if (!allowed)
+		log_info("reject: client %s is not in [listen] allow", s->ip);
+	uv_tcp_nodelay(&s->tcp, 1);
+	uint64_t t = d->cfg.listen.timeout_ms;
+	uv_timer_start(&s->timer, session_timeout_cb, t, t);
+	smtp_server_greet(s->srv);
+	session_flush(s);
+	session_pump(s);
+}
