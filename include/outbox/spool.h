@@ -39,7 +39,8 @@ typedef void (*spool_cb)(void *arg, int status);
  */
 int spool_open(uv_loop_t *loop, const char *dir, struct spool **out,
 	       char *err, size_t errlen);
-/* Release the lock and free. No operation may be pending. */
+/* Release the lock and free. No operation may be pending (panics if one is:
+ * run the loop until spool_pending() is 0 first). */
 void spool_close(struct spool *sp);
 const char *spool_dir(const struct spool *sp);
 /* Operations in flight on the thread pool. */
@@ -48,17 +49,27 @@ unsigned spool_pending(const struct spool *sp);
 /* Intake: a new queue id and an open temporary file. 0 or negative errno. */
 int spool_tx_begin(struct spool *sp, struct spool_tx **out);
 const char *spool_tx_id(const struct spool_tx *tx);
-/* Append data (copied) asynchronously. One write at a time per tx. */
+/*
+ * Append data (copied) asynchronously. One write at a time per tx:
+ * -EBUSY while a write is pending. After a failed write every later write
+ * fails synchronously with the same error (the commit then reports it).
+ */
 int spool_tx_write(struct spool_tx *tx, const char *data, size_t len,
 		   spool_cb cb, void *arg);
 /*
  * Make it durable with env (copied; its id, msg_size and msg_crc are set
  * from the tx). On failure (ENOSPC, EIO) nothing of the entry is left.
- * The spool frees tx after calling cb.
+ * The spool frees tx after calling cb. A synchronous failure (-EBUSY with
+ * a write pending; -EINVAL/-ENOBUFS/-ENOMEM if env cannot be encoded, e.g.
+ * no recipient, NULL sender, a control byte in an address) leaves tx with
+ * the caller, who should spool_tx_abort it.
  */
 int spool_tx_commit(struct spool_tx *tx, const struct envelope *env,
 		    spool_cb cb, void *arg);
-/* Throw it away: unlink and free (waits internally for a pending write). */
+/*
+ * Throw it away: unlink and free (waits internally for a pending write,
+ * whose callback is then NOT called). Not allowed after spool_tx_commit.
+ */
 void spool_tx_abort(struct spool_tx *tx);
 
 /*
@@ -66,18 +77,30 @@ void spool_tx_abort(struct spool_tx *tx);
  * removes leftovers in tmp/ and msg/ files without an envelope, moves
  * anything unverifiable (bad envelope, missing or short message, symlink,
  * FIFO, wrong owner) to corrupt/ with one log line each, and calls each()
- * for every good envelope (ownership of env passes to each()).
+ * for every good envelope. env is heap-allocated and owned by each(),
+ * which must envelope_free(env) and free(env) when done. each may be NULL.
  * Returns the number of good entries or a negative errno.
  */
 typedef void (*spool_each_fn)(void *arg, struct envelope *env);
 int spool_recover(struct spool *sp, spool_each_fn each, void *arg);
 
-/* Rewrite the envelope atomically (tmp, fsync, rename, dir fsync). env copied. */
+/*
+ * Rewrite the envelope atomically (tmp, fsync, rename, dir fsync). env is
+ * encoded before return (so the caller may change it at once). On failure
+ * the previous envelope stays intact. -EINVAL synchronously if env cannot
+ * be encoded. Do not update an entry that is being removed.
+ */
 int spool_env_update(struct spool *sp, const struct envelope *env, spool_cb cb,
 		     void *arg);
-/* Remove a finished message: env/ID first, then msg/ID, then dir fsync. */
+/* Remove a finished message: env/ID first, then msg/ID, then dir fsync.
+ * cb gets -ENOENT if there was no envelope (the message is still removed). */
 int spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg);
-/* Move an entry to corrupt/ (e.g. message file fails verification at delivery). */
+/*
+ * Move an entry to corrupt/ as ID.env and ID.msg (e.g. message file fails
+ * verification at delivery) and log "ID: quarantined to corrupt/: why".
+ * Synchronous (two renames on the loop thread; rare). 0, -ENOENT if
+ * neither file exists, or -errno.
+ */
 int spool_quarantine(struct spool *sp, const char *id, const char *why);
 /* Open msg/ID for reading (O_RDONLY|O_NOFOLLOW|O_NONBLOCK, regular file check). fd or -errno. */
 int spool_msg_open(struct spool *sp, const char *id);

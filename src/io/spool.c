@@ -1,0 +1,767 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESCRIPTION
+ *	The durable queue (spool.h). All paths are resolved relative to
+ *	directory descriptors held open for tmp/, msg/, env/ and corrupt/, so
+ *	a rename of the spool or a symlink planted in it cannot redirect us.
+ *
+ *	Every blocking step (write, fsync, rename, unlink) runs in one
+ *	uv_queue_work item per operation; the loop thread only allocates,
+ *	encodes and calls back. A commit is, in order: fsync the message,
+ *	rename it into msg/, fsync msg/, write and fsync the envelope, rename
+ *	it into env/, fsync env/. Syncing msg/ before the envelope appears
+ *	means a crash can never leave an envelope whose message is missing.
+ *	A failed step is never retried (fsyncgate): everything the commit
+ *	created is unlinked and the callback gets the errno.
+ *
+ *	Ownership: a spool_tx belongs to its caller until spool_tx_commit or
+ *	spool_tx_abort; after that to the spool, which frees it when its last
+ *	work item completes. sp->pending counts work items in flight, and
+ *	spool_close refuses (panics) while any remain.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "outbox/crc32.h"
+#include "outbox/log.h"
+#include "outbox/spool.h"
+#include "outbox/str.h"
+#include "spool_priv.h"
+
+#define SPOOL_TMP_NAME_MAX 48
+
+static const char *const spool_sub_names[SPOOL_NSUB] = {
+	[SPOOL_TMP] = "tmp",
+	[SPOOL_MSG] = "msg",
+	[SPOOL_ENV] = "env",
+	[SPOOL_CORRUPT] = "corrupt",
+};
+
+enum tx_busy { TX_IDLE, TX_WRITING, TX_COMMITTING, TX_CLEANING };
+
+struct spool_tx {
+	struct spool *sp;
+	uv_work_t work;
+	char id[ID_SIZE];
+	char tmpname[SPOOL_TMP_NAME_MAX];   /* tmp/ID.msg */
+	int fd;
+	uint64_t size;
+	uint32_t crc;
+	int werr;             /* first write error; sticky */
+	enum tx_busy busy;
+	bool aborted;         /* owner let go during a write */
+	char *wdata;          /* the write in flight */
+	size_t wlen;
+	struct buf env;       /* encoded envelope, for the commit */
+	spool_cb cb;
+	void *arg;
+	int status;
+	const char *step;     /* where a commit failed, for the log */
+};
+
+/* One update or remove. */
+struct spool_op {
+	struct spool *sp;
+	uv_work_t work;
+	char id[ID_SIZE];
+	char tmpname[SPOOL_TMP_NAME_MAX];
+	struct buf env;
+	spool_cb cb;
+	void *arg;
+	int status;
+	const char *what;
+	const char *step;
+};
+
+/* ------------------------------------------------------------------ */
+/* Thread-pool helpers: no logging, no loop access                    */
+/* ------------------------------------------------------------------ */
+
+int
+spool_write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+spool_fsync_dir(int dfd)
+{
+	return fsync(dfd) == 0 ? 0 : -errno;
+}
+
+/* close() can report a deferred write error (NFS); it counts as failure. */
+static int
+spool_close_fd(int *fd)
+{
+	int rc = close(*fd) == 0 ? 0 : -errno;
+	*fd = -1;
+	return rc == -EINTR ? 0 : rc;
+}
+
+/*
+ * Write a whole new file dfd/name and fsync it. On failure the file is
+ * unlinked and the step that failed is stored in *step.
+ */
+static int
+spool_write_file(int dfd, const char *name, const struct buf *b,
+		 const char **step)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+				   O_CLOEXEC, 0600);
+	if (fd < 0) {
+		*step = "create envelope";
+		return -errno;
+	}
+	int rc = spool_write_all(fd, b->data, b->len);
+	*step = "write envelope";
+	if (rc == 0) {
+		rc = fsync(fd) == 0 ? 0 : -errno;
+		*step = "fsync envelope";
+	}
+	int crc = spool_close_fd(&fd);
+	if (rc == 0 && crc != 0) {
+		rc = crc;
+		*step = "close envelope";
+	}
+	if (rc != 0)
+		unlinkat(dfd, name, 0);
+	return rc;
+}
+
+static void
+spool_log_failure(const char *id, const char *what, const char *step, int err)
+{
+	log_warn("%s: spool %s failed at %s: %s", id, what,
+		 step != NULL ? step : "?", strerror(-err));
+}
+
+/* ------------------------------------------------------------------ */
+/* Open, lock, close                                                  */
+/* ------------------------------------------------------------------ */
+
+static void
+spool_set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+spool_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* The PID recorded by the current lock owner, or 0 if unreadable. */
+static long
+spool_lock_owner(int fd)
+{
+	char text[32];
+	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+	if (n <= 0)
+		return 0;
+	size_t k = 0;
+	while (k < (size_t)n && text[k] >= '0' && text[k] <= '9')
+		k++;
+	uint64_t pid;
+	if (str_nto_u64(text, k, 1, INT32_MAX, &pid) != 0)
+		return 0;
+	return (long)pid;
+}
+
+static int
+spool_lock(struct spool *sp, char *err, size_t errlen)
+{
+	sp->lockfd = openat(sp->dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW |
+						 O_CLOEXEC, 0640);
+	if (sp->lockfd < 0) {
+		int rc = -errno;
+		spool_set_err(err, errlen, "cannot open %s/lock: %s", sp->dir,
+			      strerror(-rc));
+		return rc;
+	}
+	if (flock(sp->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		int rc = -errno;
+		long pid = rc == -EWOULDBLOCK ? spool_lock_owner(sp->lockfd) : 0;
+		if (pid > 0)
+			spool_set_err(err, errlen,
+				      "spool %s is locked by PID %ld (another outboxd is running)",
+				      sp->dir, pid);
+		else if (rc == -EWOULDBLOCK)
+			spool_set_err(err, errlen,
+				      "spool %s is locked by another process",
+				      sp->dir);
+		else
+			spool_set_err(err, errlen, "cannot lock %s/lock: %s",
+				      sp->dir, strerror(-rc));
+		return rc;
+	}
+	char text[32];
+	int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+	if (ftruncate(sp->lockfd, 0) != 0 ||
+	    pwrite(sp->lockfd, text, (size_t)n, 0) != n) {
+		int rc = -errno;
+		spool_set_err(err, errlen, "cannot write %s/lock: %s", sp->dir,
+			      strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+static int
+spool_open_sub(struct spool *sp, enum spool_sub s, char *err, size_t errlen)
+{
+	const char *name = spool_sub_names[s];
+	if (mkdirat(sp->dirfd, name, 0700) != 0 && errno != EEXIST) {
+		int rc = -errno;
+		spool_set_err(err, errlen, "cannot create %s/%s: %s", sp->dir,
+			      name, strerror(-rc));
+		return rc;
+	}
+	sp->sub[s] = openat(sp->dirfd, name, O_RDONLY | O_DIRECTORY |
+					       O_NOFOLLOW | O_CLOEXEC);
+	if (sp->sub[s] < 0) {
+		int rc = -errno;
+		spool_set_err(err, errlen, "cannot open %s/%s: %s", sp->dir,
+			      name, strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+static void
+spool_free(struct spool *sp)
+{
+	for (int s = 0; s < SPOOL_NSUB; s++)
+		if (sp->sub[s] >= 0)
+			close(sp->sub[s]);
+	/* Closing the descriptor releases the flock. */
+	if (sp->lockfd >= 0)
+		close(sp->lockfd);
+	if (sp->dirfd >= 0)
+		close(sp->dirfd);
+	free(sp->dir);
+	free(sp);
+}
+
+static int
+spool_open_dir(struct spool *sp, char *err, size_t errlen)
+{
+	if (mkdir(sp->dir, 0750) != 0 && errno != EEXIST) {
+		int rc = -errno;
+		spool_set_err(err, errlen, "cannot create %s: %s", sp->dir,
+			      strerror(-rc));
+		return rc;
+	}
+	sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dirfd < 0) {
+		int rc = -errno;
+		spool_set_err(err, errlen, "cannot open %s: %s", sp->dir,
+			      strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+int
+spool_open(uv_loop_t *loop, const char *dir, struct spool **out, char *err,
+	   size_t errlen)
+{
+	*out = NULL;
+	struct spool *sp = calloc(1, sizeof(*sp));
+	if (sp == NULL || (sp->dir = str_ndup(dir, strlen(dir))) == NULL) {
+		free(sp);
+		spool_set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	sp->loop = loop;
+	sp->dirfd = sp->lockfd = -1;
+	for (int s = 0; s < SPOOL_NSUB; s++)
+		sp->sub[s] = -1;
+	/* Lock before touching the layout, so two daemons never race on it. */
+	int rc = spool_open_dir(sp, err, errlen);
+	if (rc == 0)
+		rc = spool_lock(sp, err, errlen);
+	for (int s = 0; s < SPOOL_NSUB && rc == 0; s++)
+		rc = spool_open_sub(sp, (enum spool_sub)s, err, errlen);
+	if (rc != 0) {
+		spool_free(sp);
+		return rc;
+	}
+	*out = sp;
+	return 0;
+}
+
+void
+spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->pending != 0)
+		OB_PANIC("spool_close with %u operations pending", sp->pending);
+	spool_free(sp);
+}
+
+const char *
+spool_dir(const struct spool *sp)
+{
+	return sp->dir;
+}
+
+unsigned
+spool_pending(const struct spool *sp)
+{
+	return sp->pending;
+}
+
+static int
+spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
+	    uv_after_work_cb done)
+{
+	int rc = uv_queue_work(sp->loop, work, fn, done);
+	if (rc == 0)
+		sp->pending++;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Intake transaction                                                 */
+/* ------------------------------------------------------------------ */
+
+static void
+spool_tx_free(struct spool_tx *tx)
+{
+	buf_free(&tx->env);
+	free(tx->wdata);
+	free(tx);
+}
+
+int
+spool_tx_begin(struct spool *sp, struct spool_tx **out)
+{
+	*out = NULL;
+	struct spool_tx *tx = calloc(1, sizeof(*tx));
+	if (tx == NULL)
+		return -ENOMEM;
+	tx->sp = sp;
+	tx->fd = -1;
+	buf_init(&tx->env, SPOOL_ENV_MAX);
+	/* Ids are unique by construction; O_EXCL makes sure of it. */
+	int rc = -EEXIST;
+	for (int tries = 0; tries < 8 && rc == -EEXIST; tries++) {
+		id_new(tx->id);
+		snprintf(tx->tmpname, sizeof(tx->tmpname), "%s.msg", tx->id);
+		tx->fd = openat(sp->sub[SPOOL_TMP], tx->tmpname,
+				O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+					O_CLOEXEC, 0600);
+		rc = tx->fd >= 0 ? 0 : -errno;
+	}
+	if (rc != 0) {
+		spool_tx_free(tx);
+		return rc;
+	}
+	*out = tx;
+	return 0;
+}
+
+const char *
+spool_tx_id(const struct spool_tx *tx)
+{
+	return tx->id;
+}
+
+/* Thread pool: close and unlink the temporary file of a dropped tx. */
+static void
+spool_tx_cleanup_work(uv_work_t *w)
+{
+	struct spool_tx *tx = w->data;
+	if (tx->fd >= 0)
+		spool_close_fd(&tx->fd);
+	unlinkat(tx->sp->sub[SPOOL_TMP], tx->tmpname, 0);
+}
+
+static void
+spool_tx_cleanup_done(uv_work_t *w, int status)
+{
+	struct spool_tx *tx = w->data;
+	tx->sp->pending--;
+	spool_tx_free(tx);
+}
+
+static void
+spool_tx_cleanup(struct spool_tx *tx)
+{
+	tx->busy = TX_CLEANING;
+	tx->work.data = tx;
+	if (spool_queue(tx->sp, &tx->work, spool_tx_cleanup_work,
+			spool_tx_cleanup_done) != 0) {
+		/* Cannot happen with valid callbacks; do it inline rather than leak. */
+		spool_tx_cleanup_work(&tx->work);
+		spool_tx_free(tx);
+	}
+}
+
+static void
+spool_tx_write_work(uv_work_t *w)
+{
+	struct spool_tx *tx = w->data;
+	tx->status = spool_write_all(tx->fd, tx->wdata, tx->wlen);
+	if (tx->status == 0) {
+		tx->crc = crc32_update(tx->crc, tx->wdata, tx->wlen);
+		tx->size += tx->wlen;
+	} else {
+		tx->werr = tx->status;
+	}
+}
+
+static void
+spool_tx_write_done(uv_work_t *w, int status)
+{
+	struct spool_tx *tx = w->data;
+	tx->sp->pending--;
+	free(tx->wdata);
+	tx->wdata = NULL;
+	tx->busy = TX_IDLE;
+	/* An aborted tx has no owner left to call back. */
+	if (tx->aborted) {
+		spool_tx_cleanup(tx);
+		return;
+	}
+	if (tx->status != 0)
+		spool_log_failure(tx->id, "write", "write message", tx->status);
+	tx->cb(tx->arg, tx->status);
+}
+
+int
+spool_tx_write(struct spool_tx *tx, const char *data, size_t len, spool_cb cb,
+	       void *arg)
+{
+	if (tx->busy != TX_IDLE)
+		return -EBUSY;
+	if (tx->werr != 0)
+		return tx->werr;
+	tx->wdata = malloc(len > 0 ? len : 1);
+	if (tx->wdata == NULL)
+		return -ENOMEM;
+	memcpy(tx->wdata, data, len);
+	tx->wlen = len;
+	tx->cb = cb;
+	tx->arg = arg;
+	tx->work.data = tx;
+	int rc = spool_queue(tx->sp, &tx->work, spool_tx_write_work,
+			     spool_tx_write_done);
+	if (rc != 0) {
+		free(tx->wdata);
+		tx->wdata = NULL;
+		return rc;
+	}
+	tx->busy = TX_WRITING;
+	return 0;
+}
+
+/* Thread pool: make the message durable in msg/. */
+static int
+spool_commit_msg(struct spool_tx *tx)
+{
+	struct spool *sp = tx->sp;
+	if (tx->werr != 0) {
+		tx->step = "write message";
+		return tx->werr;
+	}
+	tx->step = "fsync message";
+	if (fsync(tx->fd) != 0)
+		return -errno;
+	tx->step = "close message";
+	int rc = spool_close_fd(&tx->fd);
+	if (rc != 0)
+		return rc;
+	tx->step = "rename message";
+	if (renameat(sp->sub[SPOOL_TMP], tx->tmpname, sp->sub[SPOOL_MSG],
+		     tx->id) != 0)
+		return -errno;
+	return 0;
+}
+
+static void
+spool_tx_commit_work(uv_work_t *w)
+{
+	struct spool_tx *tx = w->data;
+	struct spool *sp = tx->sp;
+	char envtmp[SPOOL_TMP_NAME_MAX];
+	bool msg_in = false, env_in = false;
+	snprintf(envtmp, sizeof(envtmp), "%s.env", tx->id);
+	int rc = spool_commit_msg(tx);
+	if (rc == 0) {
+		msg_in = true;
+		tx->step = "fsync msg/";
+		rc = spool_fsync_dir(sp->sub[SPOOL_MSG]);
+	}
+	if (rc == 0)
+		rc = spool_write_file(sp->sub[SPOOL_TMP], envtmp, &tx->env,
+				      &tx->step);
+	if (rc == 0) {
+		tx->step = "rename envelope";
+		rc = renameat(sp->sub[SPOOL_TMP], envtmp, sp->sub[SPOOL_ENV],
+			      tx->id) == 0 ? 0 : -errno;
+		env_in = rc == 0;
+	}
+	if (rc == 0) {
+		tx->step = "fsync env/";
+		rc = spool_fsync_dir(sp->sub[SPOOL_ENV]);
+	}
+	tx->status = rc;
+	if (rc == 0)
+		return;
+	/* Leave nothing of a failed entry; the client will get 4xx. */
+	if (tx->fd >= 0)
+		spool_close_fd(&tx->fd);
+	unlinkat(sp->sub[SPOOL_TMP], tx->tmpname, 0);
+	if (env_in)
+		unlinkat(sp->sub[SPOOL_ENV], tx->id, 0);
+	if (msg_in)
+		unlinkat(sp->sub[SPOOL_MSG], tx->id, 0);
+}
+
+static void
+spool_tx_commit_done(uv_work_t *w, int status)
+{
+	struct spool_tx *tx = w->data;
+	tx->sp->pending--;
+	if (tx->status != 0)
+		spool_log_failure(tx->id, "commit", tx->step, tx->status);
+	tx->cb(tx->arg, tx->status);
+	spool_tx_free(tx);
+}
+
+/*
+ * Synchronous failures (-EBUSY while a write is pending, -EINVAL or
+ * -ENOBUFS from encoding env) leave tx with the caller, who may retry or
+ * spool_tx_abort it. A failed earlier write is reported through cb.
+ */
+int
+spool_tx_commit(struct spool_tx *tx, const struct envelope *env, spool_cb cb,
+		void *arg)
+{
+	if (tx->busy != TX_IDLE)
+		return -EBUSY;
+	struct envelope e;
+	int rc = envelope_copy(&e, env);
+	if (rc != 0)
+		return rc;
+	memcpy(e.id, tx->id, sizeof(e.id));
+	e.msg_size = tx->size;
+	e.msg_crc = tx->crc;
+	buf_reset(&tx->env);
+	rc = envelope_encode(&e, &tx->env);
+	envelope_free(&e);
+	if (rc != 0)
+		return rc;
+	tx->cb = cb;
+	tx->arg = arg;
+	tx->work.data = tx;
+	rc = spool_queue(tx->sp, &tx->work, spool_tx_commit_work,
+			 spool_tx_commit_done);
+	if (rc == 0)
+		tx->busy = TX_COMMITTING;
+	return rc;
+}
+
+void
+spool_tx_abort(struct spool_tx *tx)
+{
+	if (tx == NULL)
+		return;
+	if (tx->busy == TX_COMMITTING || tx->busy == TX_CLEANING || tx->aborted)
+		OB_PANIC("%s: spool_tx_abort on a tx the spool owns", tx->id);
+	tx->aborted = true;
+	if (tx->busy == TX_WRITING)
+		return; /* spool_tx_write_done cleans up */
+	spool_tx_cleanup(tx);
+}
+
+/* ------------------------------------------------------------------ */
+/* Envelope update and removal                                        */
+/* ------------------------------------------------------------------ */
+
+static void
+spool_op_done(uv_work_t *w, int status)
+{
+	struct spool_op *op = w->data;
+	op->sp->pending--;
+	if (op->status != 0)
+		spool_log_failure(op->id, op->what, op->step, op->status);
+	op->cb(op->arg, op->status);
+	buf_free(&op->env);
+	free(op);
+}
+
+static struct spool_op *
+spool_op_new(struct spool *sp, const char *id, const char *what, spool_cb cb,
+	     void *arg)
+{
+	struct spool_op *op = calloc(1, sizeof(*op));
+	if (op == NULL)
+		return NULL;
+	op->sp = sp;
+	op->work.data = op;
+	memcpy(op->id, id, ID_SIZE);
+	op->what = what;
+	op->cb = cb;
+	op->arg = arg;
+	buf_init(&op->env, SPOOL_ENV_MAX);
+	return op;
+}
+
+static int
+spool_op_queue(struct spool_op *op, uv_work_cb fn)
+{
+	int rc = spool_queue(op->sp, &op->work, fn, spool_op_done);
+	if (rc != 0) {
+		buf_free(&op->env);
+		free(op);
+	}
+	return rc;
+}
+
+static void
+spool_update_work(uv_work_t *w)
+{
+	struct spool_op *op = w->data;
+	struct spool *sp = op->sp;
+	int rc = spool_write_file(sp->sub[SPOOL_TMP], op->tmpname, &op->env,
+				  &op->step);
+	if (rc == 0) {
+		op->step = "rename envelope";
+		rc = renameat(sp->sub[SPOOL_TMP], op->tmpname,
+			      sp->sub[SPOOL_ENV], op->id) == 0 ? 0 : -errno;
+		if (rc != 0)
+			unlinkat(sp->sub[SPOOL_TMP], op->tmpname, 0);
+	}
+	if (rc == 0) {
+		op->step = "fsync env/";
+		rc = spool_fsync_dir(sp->sub[SPOOL_ENV]);
+	}
+	op->status = rc;
+}
+
+/*
+ * The old envelope stays in place until the rename, so a failure at any
+ * step leaves the previous, complete state (D6). The caller must not
+ * update an entry it is removing at the same time.
+ */
+int
+spool_env_update(struct spool *sp, const struct envelope *env, spool_cb cb,
+		 void *arg)
+{
+	if (!id_valid(env->id))
+		return -EINVAL;
+	struct spool_op *op = spool_op_new(sp, env->id, "update", cb, arg);
+	if (op == NULL)
+		return -ENOMEM;
+	/* Unique per update, so two updates in flight never share a file. */
+	snprintf(op->tmpname, sizeof(op->tmpname), "%s.u%u", env->id,
+		 sp->seq++);
+	int rc = envelope_encode(env, &op->env);
+	if (rc != 0) {
+		buf_free(&op->env);
+		free(op);
+		return rc;
+	}
+	return spool_op_queue(op, spool_update_work);
+}
+
+static void
+spool_remove_work(uv_work_t *w)
+{
+	struct spool_op *op = w->data;
+	struct spool *sp = op->sp;
+	/* Envelope first: a crash then leaves at worst an orphan message,
+	 * which recovery deletes, never an envelope without its message. */
+	op->step = "unlink envelope";
+	int rc = unlinkat(sp->sub[SPOOL_ENV], op->id, 0) == 0 ? 0 : -errno;
+	if (rc == 0) {
+		op->step = "fsync env/";
+		rc = spool_fsync_dir(sp->sub[SPOOL_ENV]);
+	}
+	if (rc == 0 || rc == -ENOENT) {
+		int mrc = unlinkat(sp->sub[SPOOL_MSG], op->id, 0) == 0 ? 0 : -errno;
+		if (rc == 0 && mrc != 0)
+			op->step = "unlink message";
+		if (rc == 0)
+			rc = mrc;
+	}
+	if (rc == 0) {
+		op->step = "fsync msg/";
+		rc = spool_fsync_dir(sp->sub[SPOOL_MSG]);
+	}
+	op->status = rc;
+}
+
+int
+spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg)
+{
+	if (!id_valid(id))
+		return -EINVAL;
+	struct spool_op *op = spool_op_new(sp, id, "remove", cb, arg);
+	if (op == NULL)
+		return -ENOMEM;
+	return spool_op_queue(op, spool_remove_work);
+}
+
+/* ------------------------------------------------------------------ */
+/* Quarantine and reading                                             */
+/* ------------------------------------------------------------------ */
+
+int
+spool_quarantine(struct spool *sp, const char *id, const char *why)
+{
+	if (!id_valid(id))
+		return -EINVAL;
+	int rc_env = spool_quarantine_name(sp, SPOOL_ENV, id, ".env");
+	int rc_msg = spool_quarantine_name(sp, SPOOL_MSG, id, ".msg");
+	if (rc_env == -ENOENT && rc_msg == -ENOENT)
+		return -ENOENT;
+	char text[256];
+	str_sanitize(text, sizeof(text), why, strlen(why));
+	log_warn("%s: quarantined to corrupt/: %s", id, text);
+	if (rc_env != 0 && rc_env != -ENOENT)
+		return rc_env;
+	return rc_msg == -ENOENT ? 0 : rc_msg;
+}
+
+int
+spool_msg_open(struct spool *sp, const char *id)
+{
+	if (!id_valid(id))
+		return -EINVAL;
+	int fd = openat(sp->sub[SPOOL_MSG], id, O_RDONLY | O_NOFOLLOW |
+							O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}

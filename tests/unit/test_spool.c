@@ -1,0 +1,687 @@
+/* layer: io */
+/* SPDX-License-Identifier: MIT */
+/*
+ * The durable spool on a real libuv loop in a mkdtemp directory: commit
+ * and its files, abort, the single-owner lock (D11), recovery of planted
+ * corrupt entries (D7), envelope update and removal, and failing writes
+ * (RLIMIT_FSIZE stands in for a full disk: D3/D4 leave nothing behind).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "check.h"
+#include "outbox/crc32.h"
+#include "outbox/envelope.h"
+#include "outbox/log.h"
+#include "outbox/spool.h"
+
+static char root[64];
+static uv_loop_t loop;
+
+struct waiter {
+	int calls;
+	int status;
+};
+
+static void
+on_done(void *arg, int status)
+{
+	struct waiter *w = arg;
+	w->calls++;
+	w->status = status;
+}
+
+static void
+on_never(void *arg, int status)
+{
+	CHECK_FAIL("callback after abort (status %d)", status);
+}
+
+/* Run the loop until w has been called (bounded). */
+static void
+wait_for(struct waiter *w)
+{
+	for (int i = 0; i < 1000 && w->calls == 0; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	CHECK_EQ(1, w->calls);
+}
+
+static void
+drain(struct spool *sp)
+{
+	for (int i = 0; i < 1000 && spool_pending(sp) > 0; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	CHECK_EQ(0, spool_pending(sp));
+}
+
+static void
+path_of(char *out, size_t size, const char *sub, const char *name)
+{
+	snprintf(out, size, "%s/%s/%s", root, sub, name);
+}
+
+static int
+count_entries(const char *sub)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", root, sub);
+	DIR *d = opendir(p);
+	CHECK(d != NULL);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static bool
+exists(const char *sub, const char *name)
+{
+	char p[256];
+	struct stat st;
+	path_of(p, sizeof(p), sub, name);
+	return lstat(p, &st) == 0;
+}
+
+/* Read a whole file into a heap buffer; *n gets its size. */
+static char *
+slurp(const char *sub, const char *name, size_t *n)
+{
+	char p[256];
+	path_of(p, sizeof(p), sub, name);
+	FILE *f = fopen(p, "rb");
+	CHECK(f != NULL);
+	char *data = malloc(1 << 20);
+	*n = fread(data, 1, 1 << 20, f);
+	fclose(f);
+	return data;
+}
+
+static void
+plant(const char *sub, const char *name, const void *data, size_t n)
+{
+	char p[256];
+	path_of(p, sizeof(p), sub, name);
+	FILE *f = fopen(p, "wb");
+	CHECK(f != NULL);
+	CHECK_EQ(n, fwrite(data, 1, n, f));
+	CHECK_EQ(0, fclose(f));
+}
+
+static void
+make_env(struct envelope *e, const char *rcpt)
+{
+	envelope_init(e);
+	e->sender = strdup("alice@example.org");
+	e->arrival = 1700000000;
+	snprintf(e->client, sizeof(e->client), "[127.0.0.1]:1234");
+	CHECK_EQ(0, envelope_add_rcpt(e, rcpt));
+}
+
+/* A full commit through the API; returns the id in id. */
+static void
+commit_one(struct spool *sp, const char *body, char id[ID_SIZE])
+{
+	struct spool_tx *tx;
+	struct waiter w = { 0 };
+	struct envelope e;
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	memcpy(id, spool_tx_id(tx), ID_SIZE);
+	CHECK_EQ(0, spool_tx_write(tx, body, strlen(body), on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	make_env(&e, "bob@example.net");
+	w.calls = 0;
+	CHECK_EQ(0, spool_tx_commit(tx, &e, on_done, &w));
+	envelope_free(&e);
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+}
+
+static void
+load_env(const char *id, struct envelope *e)
+{
+	size_t n;
+	char err[128];
+	char *data = slurp("env", id, &n);
+	CHECK_EQ(0, envelope_decode(data, n, e, err, sizeof(err)));
+	free(data);
+}
+
+static void
+test_commit(struct spool *sp)
+{
+	struct spool_tx *tx;
+	struct waiter w = { 0 };
+	const char *part1 = "Subject: hi\r\n\r\n";
+	const char *part2 = "body line\r\n";
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	const char *id = spool_tx_id(tx);
+	char saved[ID_SIZE];
+	memcpy(saved, id, ID_SIZE);
+	CHECK(id_valid(id));
+	CHECK_EQ(1, count_entries("tmp"));
+	CHECK_EQ(0, spool_tx_write(tx, part1, strlen(part1), on_done, &w));
+	/* One write at a time. */
+	CHECK_EQ(-EBUSY, spool_tx_write(tx, part2, strlen(part2), on_done, &w));
+	struct envelope e;
+	make_env(&e, "bob@example.net");
+	CHECK_EQ(-EBUSY, spool_tx_commit(tx, &e, on_done, &w));
+	CHECK_EQ(0, w.calls); /* never called synchronously */
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	w.calls = 0;
+	CHECK_EQ(0, spool_tx_write(tx, part2, strlen(part2), on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	/* Nothing is visible in msg/ or env/ before the commit. */
+	CHECK_EQ(0, count_entries("msg"));
+	CHECK_EQ(0, count_entries("env"));
+	w.calls = 0;
+	CHECK_EQ(0, spool_tx_commit(tx, &e, on_done, &w));
+	CHECK_EQ(0, w.calls);
+	CHECK_EQ(1, spool_pending(sp));
+	envelope_free(&e); /* copied by commit */
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	CHECK_EQ(0, spool_pending(sp));
+	CHECK_EQ(0, count_entries("tmp"));
+
+	size_t n;
+	char *msg = slurp("msg", saved, &n);
+	CHECK_EQ(strlen(part1) + strlen(part2), n);
+	CHECK_MEM_EQ(part1, msg, strlen(part1));
+	CHECK_MEM_EQ(part2, msg + strlen(part1), strlen(part2));
+	load_env(saved, &e);
+	CHECK_STR_EQ(saved, e.id);
+	CHECK_EQ(n, e.msg_size);
+	CHECK_EQ(crc32_update(0, msg, n), e.msg_crc);
+	CHECK_STR_EQ("alice@example.org", e.sender);
+	CHECK_EQ(1, e.nrcpts);
+	CHECK_STR_EQ("bob@example.net", e.rcpts[0].addr);
+	envelope_free(&e);
+	free(msg);
+
+	/* Reading back through the spool. */
+	int fd = spool_msg_open(sp, saved);
+	CHECK(fd >= 0);
+	char buf[64];
+	CHECK_EQ((ssize_t)strlen(part1), read(fd, buf, strlen(part1)));
+	CHECK_MEM_EQ(part1, buf, strlen(part1));
+	close(fd);
+	CHECK_EQ(-ENOENT, spool_msg_open(sp, "0000000000000000"));
+	CHECK_EQ(-EINVAL, spool_msg_open(sp, "../lock"));
+}
+
+static void
+test_abort(struct spool *sp)
+{
+	struct spool_tx *tx;
+	/* Abort with a write in flight: no callback, nothing left. */
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	CHECK_EQ(0, spool_tx_write(tx, "data\r\n", 6, on_never, NULL));
+	spool_tx_abort(tx);
+	drain(sp);
+	CHECK_EQ(0, count_entries("tmp"));
+	/* Abort when idle. */
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	CHECK_EQ(1, count_entries("tmp"));
+	spool_tx_abort(tx);
+	drain(sp);
+	CHECK_EQ(0, count_entries("tmp"));
+	/* A commit refused synchronously leaves the tx with us. */
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	struct envelope e;
+	envelope_init(&e); /* no sender, no recipient */
+	CHECK_EQ(-EINVAL, spool_tx_commit(tx, &e, on_never, NULL));
+	spool_tx_abort(tx);
+	drain(sp);
+	CHECK_EQ(0, count_entries("tmp"));
+}
+
+static void
+test_lock(const char *dir)
+{
+	struct spool *sp2 = NULL;
+	char err[256];
+	char want[64];
+	CHECK(spool_open(&loop, dir, &sp2, err, sizeof(err)) < 0);
+	CHECK(sp2 == NULL);
+	snprintf(want, sizeof(want), "locked by PID %ld ", (long)getpid());
+	if (strstr(err, want) == NULL)
+		fprintf(stderr, "lock message: %s\n", err);
+	CHECK(strstr(err, want) != NULL);
+	CHECK(strstr(err, dir) != NULL);
+	/* The lock file holds our PID. */
+	size_t n;
+	char path[256];
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	FILE *f = fopen(path, "r");
+	CHECK(f != NULL);
+	char text[32] = { 0 };
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	CHECK(n > 0);
+	CHECK_EQ(getpid(), strtol(text, NULL, 10));
+}
+
+static void
+test_update_remove(struct spool *sp, const char *id)
+{
+	struct envelope e;
+	struct waiter w = { 0 };
+	load_env(id, &e);
+	e.rcpts[0].state = RCPT_SENT;
+	e.attempts = 1;
+	e.next_attempt = 1700000999;
+	CHECK_EQ(0, envelope_set_error(&e, 0, "250 2.0.0 ok"));
+	CHECK_EQ(0, spool_env_update(sp, &e, on_done, &w));
+	envelope_free(&e); /* encoded before return */
+	CHECK_EQ(0, w.calls);
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	CHECK_EQ(0, count_entries("tmp"));
+	load_env(id, &e);
+	CHECK_EQ(RCPT_SENT, e.rcpts[0].state);
+	CHECK_EQ(1, e.attempts);
+	CHECK_EQ(1700000999, e.next_attempt);
+	CHECK_STR_EQ("250 2.0.0 ok", e.rcpts[0].last_error);
+	/* An envelope that cannot be encoded is refused at once. */
+	free(e.rcpts[0].addr);
+	e.rcpts[0].addr = strdup("x\ny");
+	CHECK_EQ(-EINVAL, spool_env_update(sp, &e, on_never, NULL));
+	memcpy(e.id, "bad", 4);
+	CHECK_EQ(-EINVAL, spool_env_update(sp, &e, on_never, NULL));
+	envelope_free(&e);
+}
+
+static void
+test_remove(struct spool *sp, const char *id)
+{
+	struct waiter w = { 0 };
+	CHECK(exists("env", id) && exists("msg", id));
+	CHECK_EQ(0, spool_remove(sp, id, on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	CHECK(!exists("env", id));
+	CHECK(!exists("msg", id));
+	w.calls = 0;
+	CHECK_EQ(0, spool_remove(sp, id, on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(-ENOENT, w.status);
+	CHECK_EQ(-EINVAL, spool_remove(sp, "../env/x", on_never, NULL));
+}
+
+struct seen {
+	int n;
+	char ids[8][ID_SIZE];
+};
+
+static void
+on_each(void *arg, struct envelope *env)
+{
+	struct seen *s = arg;
+	if (s->n < 8)
+		memcpy(s->ids[s->n], env->id, ID_SIZE);
+	s->n++;
+	envelope_free(env);
+	free(env);
+}
+
+/* Encode an envelope for id with the given message size. */
+static size_t
+encode_for(const char *id, uint64_t size, char *out, size_t cap)
+{
+	struct envelope e;
+	struct buf b;
+	make_env(&e, "x@y");
+	memcpy(e.id, id, ID_SIZE);
+	e.msg_size = size;
+	buf_init(&b, cap - 1);
+	CHECK_EQ(0, envelope_encode(&e, &b));
+	size_t n = b.len;
+	memcpy(out, b.data, n);
+	buf_free(&b);
+	envelope_free(&e);
+	return n;
+}
+
+#define ID_TRUNC "1000000000000001"
+#define ID_NOMSG "1000000000000002"
+#define ID_NOENV "1000000000000003"
+#define ID_LINK  "1000000000000004"
+#define ID_FIFO  "1000000000000005"
+#define ID_EMPTY "1000000000000006"
+#define ID_RAND  "1000000000000007"
+#define ID_SIZEX "1000000000000008"
+#define ID_OTHER "1000000000000009"
+#define ID_DIR   "100000000000000A"
+#define ID_MLINK "100000000000000B"
+#define ID_UID   "100000000000000C"
+#define ID_MFIFO "100000000000000D"
+
+static void
+plant_corrupt(void)
+{
+	char env[1024];
+	char p[256], q[256];
+	char msg[100];
+	memset(msg, 'm', sizeof(msg));
+
+	size_t n = encode_for(ID_TRUNC, 100, env, sizeof(env));
+	plant("env", ID_TRUNC, env, n - 5);
+	plant("msg", ID_TRUNC, msg, 100);
+
+	n = encode_for(ID_NOMSG, 100, env, sizeof(env));
+	plant("env", ID_NOMSG, env, n);
+
+	plant("msg", ID_NOENV, msg, 100);
+
+	path_of(p, sizeof(p), "env", ID_LINK);
+	CHECK_EQ(0, symlink("/etc/passwd", p));
+	plant("msg", ID_LINK, msg, 100);
+
+	path_of(p, sizeof(p), "env", ID_FIFO);
+	CHECK_EQ(0, mkfifo(p, 0600));
+
+	plant("env", ID_EMPTY, "", 0);
+
+	char rnd[512];
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		rnd[i] = (char)(i * 131 + 7);
+	plant("env", ID_RAND, rnd, sizeof(rnd));
+
+	n = encode_for(ID_SIZEX, 100, env, sizeof(env));
+	plant("env", ID_SIZEX, env, n);
+	plant("msg", ID_SIZEX, msg, 50);
+
+	/* A valid envelope for another id under this name. */
+	n = encode_for(ID_TRUNC, 100, env, sizeof(env));
+	plant("env", ID_OTHER, env, n);
+	plant("msg", ID_OTHER, msg, 100);
+
+	path_of(p, sizeof(p), "env", ID_DIR);
+	CHECK_EQ(0, mkdir(p, 0700));
+
+	/* Good envelope, but the message is a symlink to a 100-byte file. */
+	n = encode_for(ID_MLINK, 100, env, sizeof(env));
+	plant("env", ID_MLINK, env, n);
+	plant("", "secret", msg, 100);
+	path_of(p, sizeof(p), "msg", ID_MLINK);
+	snprintf(q, sizeof(q), "%s/secret", root);
+	CHECK_EQ(0, symlink(q, p));
+
+	/* Message is a FIFO: must not block. */
+	n = encode_for(ID_MFIFO, 0, env, sizeof(env));
+	plant("env", ID_MFIFO, env, n);
+	path_of(p, sizeof(p), "msg", ID_MFIFO);
+	CHECK_EQ(0, mkfifo(p, 0600));
+
+	plant("env", "junk.txt", "hello", 5);
+	plant("msg", "README", "hello", 5);
+	plant("tmp", "0123456789ABCDEF.msg", "partial", 7);
+	plant("tmp", "0123456789ABCDEF.env", "V1:1\n", 5);
+}
+
+/* As root we can plant a file owned by someone else. */
+static bool
+plant_other_uid(void)
+{
+	char env[1024], p[256];
+	char msg[100] = { 0 };
+	size_t n = encode_for(ID_UID, 100, env, sizeof(env));
+	plant("env", ID_UID, env, n);
+	plant("msg", ID_UID, msg, 100);
+	path_of(p, sizeof(p), "env", ID_UID);
+	if (chown(p, 12345, 12345) == 0)
+		return true;
+	unlink(p);
+	path_of(p, sizeof(p), "msg", ID_UID);
+	unlink(p);
+	return false;
+}
+
+static void
+test_recover(const char *dir, const char *good_id)
+{
+	struct spool *sp;
+	char err[256];
+	plant_corrupt();
+	bool other_uid = plant_other_uid();
+	CHECK_EQ(0, spool_open(&loop, dir, &sp, err, sizeof(err)));
+	struct seen s = { 0 };
+	int n = spool_recover(sp, on_each, &s);
+	CHECK_EQ(1, n);
+	CHECK_EQ(1, s.n);
+	CHECK_STR_EQ(good_id, s.ids[0]);
+	/* Only the good entry is left in env/ and msg/; tmp/ is empty. */
+	CHECK_EQ(1, count_entries("env"));
+	CHECK_EQ(1, count_entries("msg"));
+	CHECK(exists("env", good_id) && exists("msg", good_id));
+	CHECK_EQ(0, count_entries("tmp"));
+	/* Quarantined, both halves where they existed. */
+	CHECK(exists("corrupt", ID_TRUNC ".env"));
+	CHECK(exists("corrupt", ID_TRUNC ".msg"));
+	CHECK(exists("corrupt", ID_NOMSG ".env"));
+	CHECK(exists("corrupt", ID_LINK ".env"));
+	CHECK(exists("corrupt", ID_LINK ".msg"));
+	CHECK(exists("corrupt", ID_FIFO ".env"));
+	CHECK(exists("corrupt", ID_EMPTY ".env"));
+	CHECK(exists("corrupt", ID_RAND ".env"));
+	CHECK(exists("corrupt", ID_SIZEX ".env"));
+	CHECK(exists("corrupt", ID_SIZEX ".msg"));
+	CHECK(exists("corrupt", ID_OTHER ".env"));
+	CHECK(exists("corrupt", ID_DIR ".env"));
+	CHECK(exists("corrupt", ID_MLINK ".env"));
+	CHECK(exists("corrupt", ID_MLINK ".msg"));
+	CHECK(exists("corrupt", ID_MFIFO ".env"));
+	CHECK(exists("corrupt", ID_MFIFO ".msg"));
+	CHECK(exists("corrupt", "junk.txt.env"));
+	CHECK(exists("corrupt", "README.msg"));
+	if (other_uid) {
+		CHECK(exists("corrupt", ID_UID ".env"));
+		CHECK(exists("corrupt", ID_UID ".msg"));
+	}
+	/* The orphan message was deleted, not quarantined. */
+	CHECK(!exists("msg", ID_NOENV));
+	CHECK(!exists("corrupt", ID_NOENV ".msg"));
+	/* Symlink targets untouched; the quarantined link is still a link. */
+	struct stat st;
+	char p[256];
+	snprintf(p, sizeof(p), "%s/secret", root);
+	CHECK_EQ(0, stat(p, &st));
+	CHECK_EQ(0, stat("/etc/passwd", &st));
+	path_of(p, sizeof(p), "corrupt", ID_LINK ".env");
+	CHECK_EQ(0, lstat(p, &st));
+	CHECK(S_ISLNK(st.st_mode));
+	/* Quarantine never overwrites: the same name again gets a suffix. */
+	plant("env", "junk.txt", "again", 5);
+	s.n = 0;
+	CHECK_EQ(1, spool_recover(sp, on_each, &s));
+	CHECK(exists("corrupt", "junk.txt.env.1"));
+	/* each may be NULL. */
+	CHECK_EQ(1, spool_recover(sp, NULL, NULL));
+	/* Explicit quarantine from delivery. */
+	char id2[ID_SIZE];
+	commit_one(sp, "second\r\n", id2);
+	CHECK_EQ(0, spool_quarantine(sp, id2, "message CRC mismatch"));
+	CHECK(!exists("env", id2) && !exists("msg", id2));
+	char qname[ID_SIZE + 8];
+	snprintf(qname, sizeof(qname), "%s.env", id2);
+	CHECK(exists("corrupt", qname));
+	snprintf(qname, sizeof(qname), "%s.msg", id2);
+	CHECK(exists("corrupt", qname));
+	CHECK_EQ(-ENOENT, spool_quarantine(sp, id2, "again"));
+	drain(sp);
+	spool_close(sp);
+}
+
+/* Recovery sees the state an update wrote, after a "restart". */
+static void
+test_restart_sees_update(const char *dir, const char *id)
+{
+	struct spool *sp;
+	char err[256];
+	CHECK_EQ(0, spool_open(&loop, dir, &sp, err, sizeof(err)));
+	struct seen s = { 0 };
+	CHECK_EQ(1, spool_recover(sp, on_each, &s));
+	CHECK_STR_EQ(id, s.ids[0]);
+	struct envelope e;
+	load_env(id, &e);
+	CHECK_EQ(RCPT_SENT, e.rcpts[0].state);
+	envelope_free(&e);
+	spool_close(sp);
+}
+
+/* A write that fails (file size limit: EFBIG) leaves nothing behind. */
+static void
+test_write_failure(struct spool *sp)
+{
+	struct rlimit old, lim;
+	struct spool_tx *tx;
+	struct waiter w = { 0 };
+	struct envelope e;
+	char big[4000];
+	memset(big, 'x', sizeof(big));
+	int before_msg = count_entries("msg"), before_env = count_entries("env");
+	CHECK_EQ(0, getrlimit(RLIMIT_FSIZE, &old));
+	signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = 1024;
+	CHECK_EQ(0, setrlimit(RLIMIT_FSIZE, &lim));
+
+	/* The message write fails: reported, sticky, commit fails. */
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	CHECK_EQ(0, spool_tx_write(tx, big, sizeof(big), on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(-EFBIG, w.status);
+	CHECK_EQ(-EFBIG, spool_tx_write(tx, "x", 1, on_never, NULL));
+	make_env(&e, "bob@example.net");
+	w.calls = 0;
+	CHECK_EQ(0, spool_tx_commit(tx, &e, on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(-EFBIG, w.status);
+	CHECK_EQ(0, count_entries("tmp"));
+	CHECK_EQ(before_msg, count_entries("msg"));
+	CHECK_EQ(before_env, count_entries("env"));
+
+	/* The message fits but the envelope does not: the committed message
+	 * file is taken back out of msg/. */
+	lim.rlim_cur = 120;
+	CHECK_EQ(0, setrlimit(RLIMIT_FSIZE, &lim));
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	w.calls = 0;
+	CHECK_EQ(0, spool_tx_write(tx, big, 100, on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	w.calls = 0;
+	CHECK_EQ(0, spool_tx_commit(tx, &e, on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(-EFBIG, w.status);
+	CHECK_EQ(0, count_entries("tmp"));
+	CHECK_EQ(before_msg, count_entries("msg"));
+	CHECK_EQ(before_env, count_entries("env"));
+
+	/* A failed update keeps the old envelope intact (D6). */
+	char id[ID_SIZE];
+	CHECK_EQ(0, setrlimit(RLIMIT_FSIZE, &old));
+	commit_one(sp, "short\r\n", id);
+	size_t n1, n2;
+	char *before = slurp("env", id, &n1);
+	lim.rlim_cur = 50;
+	CHECK_EQ(0, setrlimit(RLIMIT_FSIZE, &lim));
+	struct envelope cur;
+	load_env(id, &cur);
+	cur.attempts = 7;
+	w.calls = 0;
+	CHECK_EQ(0, spool_env_update(sp, &cur, on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(-EFBIG, w.status);
+	CHECK_EQ(0, setrlimit(RLIMIT_FSIZE, &old));
+	char *after = slurp("env", id, &n2);
+	CHECK_EQ(n1, n2);
+	CHECK_MEM_EQ(before, after, n1);
+	CHECK_EQ(0, count_entries("tmp"));
+	free(before);
+	free(after);
+	envelope_free(&cur);
+	envelope_free(&e);
+	w.calls = 0;
+	CHECK_EQ(0, spool_remove(sp, id, on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	signal(SIGXFSZ, SIG_DFL);
+}
+
+static int
+rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(p);
+}
+
+int
+main(void)
+{
+	struct spool *sp;
+	char err[256];
+	char dir[128];
+	log_init("test_spool", LOG_TO_STDERR, LOG_LVL_INFO);
+	snprintf(root, sizeof(root), "/tmp/outbox-spool-XXXXXX");
+	CHECK(mkdtemp(root) != NULL);
+	/* The spool directory itself is created by spool_open. */
+	snprintf(dir, sizeof(dir), "%s", root);
+	CHECK_EQ(0, uv_loop_init(&loop));
+
+	CHECK_EQ(0, spool_open(&loop, dir, &sp, err, sizeof(err)));
+	CHECK_STR_EQ(dir, spool_dir(sp));
+	CHECK_EQ(0, count_entries("tmp") + count_entries("msg") +
+			    count_entries("env") + count_entries("corrupt"));
+	CHECK_EQ(0, spool_recover(sp, on_each, NULL));
+	test_lock(dir);
+	test_commit(sp);
+	test_abort(sp);
+	char good[ID_SIZE], gone[ID_SIZE];
+	commit_one(sp, "keep me\r\n", good);
+	commit_one(sp, "remove me\r\n", gone);
+	test_update_remove(sp, good);
+	test_remove(sp, gone);
+	test_write_failure(sp);
+	drain(sp);
+	spool_close(sp);
+
+	/* Remove every entry except `good`, then plant junk and recover. */
+	CHECK_EQ(0, spool_open(&loop, dir, &sp, err, sizeof(err)));
+	struct seen s = { 0 };
+	CHECK_EQ(2, spool_recover(sp, on_each, &s));
+	for (int i = 0; i < s.n && i < 8; i++) {
+		if (strcmp(s.ids[i], good) == 0)
+			continue;
+		struct waiter w = { 0 };
+		CHECK_EQ(0, spool_remove(sp, s.ids[i], on_done, &w));
+		wait_for(&w);
+		CHECK_EQ(0, w.status);
+	}
+	spool_close(sp);
+	test_restart_sees_update(dir, good);
+	test_recover(dir, good);
+
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_EQ(0, uv_loop_close(&loop));
+	uv_library_shutdown();
+	CHECK_EQ(0, nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS));
+	CHECK_DONE();
+}
