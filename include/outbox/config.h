@@ -101,6 +101,48 @@ int config_check(const struct config_raw *raw, struct config *out, char *err,
 void config_defaults(struct config *out);
 
 /*
+ * Additive (pure, config_check.c): the pieces config_check() is made of, so
+ * the loader can validate each key as it is read and report errors in file
+ * order.
+ */
+/* The longest line config_load() accepts, without its line end. */
+#define CONFIG_LINE_MAX 4093
+/* The entry of section/key, or NULL. */
+struct config_entry *config_raw_find(const struct config_raw *raw,
+				     const char *section, const char *key);
+/* 0 if [section] is known and supported, else -1 with msg (no source):
+ * "unknown section [foo]" or "section [mx] is not supported yet". */
+int config_check_section(const char *section, char *msg, size_t msglen);
+/* Validate one entry into out (defaults or earlier values). 0, or -1 with
+ * err = "SOURCE: message". Cross-field rules are left to config_check(). */
+int config_check_entry(const struct config_entry *e, struct config *out,
+		       char *err, size_t errlen);
+
+/*
+ * Additive (pure, config_value.c): value syntax. 0, or -1 (with msg, where
+ * there is one, saying what is wrong).
+ */
+/* "35M": a decimal number with an optional K, M or G (powers of 1024). */
+int config_value_size(const char *s, uint64_t *out);
+/* "5m": a number with ms, s, m, h or d; a plain number is seconds. */
+int config_value_duration_ms(const char *s, uint64_t *out);
+/* yes/no, true/false, on/off, 1/0 (any case). */
+int config_value_bool(const char *s, bool *out);
+/* "host", "host:port", "1.2.3.4:25", "[::1]:25" in s[0..n); a missing port
+ * is defport; port 0 only if port0_ok. */
+int config_value_hostport(const char *s, size_t n, uint16_t defport,
+			  bool port0_ok, struct config_hostport *out,
+			  char *msg, size_t msglen);
+/* "10.0.0.0/8", "::1/128", or a bare address (/32, /128); host bits are
+ * cleared. */
+int config_value_cidr(const char *s, size_t n, struct config_cidr *out,
+		      char *msg, size_t msglen);
+/* A DNS name (letters, digits, '-', '_', dots) or an IPv4 literal. */
+bool config_value_hostname(const char *s);
+/* An IPv4 or IPv6 literal (without brackets). */
+bool config_value_is_ip(const char *s);
+
+/*
  * Read path (inih; lines up to 4096 bytes), then the OUTBOX_* environment.
  * A missing file is an error. 0, or -1 with err = "FILE:LINE: message".
  * Also checks the password file: it must exist and not be readable by

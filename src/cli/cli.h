@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef OUTBOX_CLI_H
+#define OUTBOX_CLI_H
+/*
+ * The `outbox` command's subcommands. Each takes the arguments after its
+ * own name (argv[0] is the subcommand name) and returns a sysexits.h code.
+ */
+#include <stdio.h>
+#include <sysexits.h>
+
+/* `outbox config check [-c FILE]`: 0 ok, 1 invalid, EX_USAGE. */
+int cli_config_main(int argc, char **argv);
+
+/* The config path: -c FILE, else $OUTBOX_CONFIG, else the default. */
+const char *cli_config_path(const char *opt);
+
+/* Print the usage to f. */
+void cli_usage(FILE *f);
+
+#endif

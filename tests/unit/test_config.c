@@ -1,0 +1,633 @@
+/* layer: daemon */
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_config: loading through inih: exact line numbers (after comments,
+ * blank lines, CRLF, long lines), syntax errors, sections without keys,
+ * environment overrides, the embedded --local config, the password file
+ * checks, etc/outbox.ini, and (when the binary is found) `outbox config
+ * check` itself.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "outbox/config.h"
+
+static char tmpdir[] = "/tmp/test_config.XXXXXX";
+static char cli_env[PATH_MAX]; /* $OUTBOX_CLI at start; tests unset it */
+
+/* Load text named "t.ini"; expect failure with exactly want. */
+static void
+load_bad(const char *text, const char *want)
+{
+	struct config c;
+	char err[CONFIG_ERR_MAX] = "";
+	int rc = config_load_string(text, "t.ini", &c, err, sizeof err);
+	if (rc == 0)
+		CHECK_FAIL("loaded, expected: %s", want);
+	CHECK_STR_EQ(err, want);
+}
+
+static struct config
+load_ok(const char *text)
+{
+	struct config c;
+	char err[CONFIG_ERR_MAX] = "";
+	if (config_load_string(text, "t.ini", &c, err, sizeof err) != 0)
+		CHECK_FAIL("load failed: %s", err);
+	return c;
+}
+
+static void
+test_basic(void)
+{
+	struct config c = load_ok("");
+	CHECK_EQ(c.listen.naddress, 2);
+	CHECK_EQ(c.relay.nhost, 0);
+	c = load_ok("; only a comment\n\n# another\n");
+	CHECK_EQ(c.listen.max_recipients, 1000);
+	c = load_ok("[relay]\nhost = smtp.example.com:465 ; the provider\n"
+		    "[log]\nlevel = debug\n[spool]\ndir = q#1\n"
+		    "  retry_min = 2m\n");
+	CHECK_EQ(c.relay.nhost, 1);
+	CHECK_EQ(c.relay.host[0].port, 465);
+	CHECK_EQ(c.log.level, LOG_LVL_DEBUG);
+	CHECK_STR_EQ(c.spool.dir, "q#1"); /* '#' is not an inline comment */
+	CHECK_EQ(c.spool.retry_min_s, 120); /* indented: a key, not a
+					       continuation */
+	/* Duplicate keys: the later wins. */
+	c = load_ok("[log]\nlevel = debug\nlevel = error\n");
+	CHECK_EQ(c.log.level, LOG_LVL_ERR);
+	/* A section may appear twice. */
+	c = load_ok("[log]\nlevel = debug\n[spool]\ndir = a\n[log]\n"
+		    "target = syslog\n");
+	CHECK_EQ(c.log.level, LOG_LVL_DEBUG);
+	CHECK_EQ(c.log.target, LOG_TO_SYSLOG);
+	/* CRLF line ends, a UTF-8 BOM, no final newline, "key: value". */
+	c = load_ok("\xEF\xBB\xBF[listen]\r\nmax_connections = 7\r\n"
+		    "timeout: 9s");
+	CHECK_EQ(c.listen.max_connections, 7);
+	CHECK_EQ(c.listen.timeout_ms, 9000);
+}
+
+static void
+test_line_numbers(void)
+{
+	load_bad("[listen]\nmax_recipients = 5\n",
+		 "t.ini:2: max_recipients must be at least 100 (RFC 5321 "
+		 "4.5.3.1.8)");
+	load_bad("; comment\n\n[listen]\n# c\n\n  ; c\ntimeout = 5m\n"
+		 "bare_newline = loose\n",
+		 "t.ini:8: bad value 'loose' for bare_newline (use normalize "
+		 "or strict)");
+	load_bad("[listen]\r\n\r\nfoo = 1\r\n", "t.ini:3: unknown key 'foo' in "
+		 "[listen]");
+	load_bad("\xEF\xBB\xBF[listenx]\n", "t.ini:1: unknown section "
+		 "[listenx]");
+	/* The first error in file order wins, syntax or value. */
+	load_bad("[log]\nlevel = x\nbroken line\n", "t.ini:2: bad value 'x' "
+		 "for level (use error, warning, info or debug)");
+	load_bad("[log]\nbroken line\nlevel = x\n", "t.ini:2: syntax error: "
+		 "expected 'key = value'");
+	load_bad("[log]\n\n  [spool\ndir = x\n", "t.ini:3: syntax error: "
+		 "expected '[section]'");
+	load_bad("address = 127.0.0.1:25\n", "t.ini:1: key 'address' is "
+		 "outside any section (add [listen], [spool], [relay] or "
+		 "[log] above it)");
+	load_bad("[spool]\nretry_max = 30s\n", "t.ini:2: retry_max (30s) must "
+		 "not be less than retry_min (1m)");
+	load_bad("[spool]\nretry_min = 3h\n\n", "t.ini:2: retry_max (1h) must "
+		 "not be less than retry_min (3h)");
+	load_bad("[relay]\nhost = a\nuser = me\n", "t.ini:3: user is set but "
+		 "password_file is not");
+}
+
+/* Sections are checked at their header, even when no key follows. */
+static void
+test_sections(void)
+{
+	load_bad("[listen]\n[foo]\n", "t.ini:2: unknown section [foo]");
+	load_bad("[log]\nlevel = info\n\n[mx]\n; nothing here\n",
+		 "t.ini:4: section [mx] is not supported yet");
+	load_bad("[rewrite]\nfrom = a@b\n",
+		 "t.ini:1: section [rewrite] is not supported yet");
+	load_bad("[log]\n  [rewrite] ; later\n",
+		 "t.ini:2: section [rewrite] is not supported yet");
+	load_bad("[Log]\n", "t.ini:1: unknown section [Log]");
+}
+
+/* Lines up to CONFIG_LINE_MAX arrive whole; longer ones are refused. */
+static void
+test_long_lines(void)
+{
+	static char text[3 * CONFIG_LINE_MAX];
+	char want[CONFIG_ERR_MAX];
+	size_t vlen = CONFIG_LINE_MAX - strlen("dir = ");
+	int n = snprintf(text, sizeof text, "[spool]\n; %0300d\ndir = ", 0);
+	memset(text + n, 'd', vlen);
+	snprintf(text + n + vlen, sizeof text - (size_t)n - vlen,
+		 "\r\n\n[log]\nlevel = bad\n");
+	struct config c;
+	char err[CONFIG_ERR_MAX];
+	CHECK_EQ(config_load_string(text, "t.ini", &c, err, sizeof err), -1);
+	CHECK_STR_EQ(err, "t.ini:6: bad value 'bad' for level (use error, "
+		     "warning, info or debug)");
+	/* The same without the error: the full value arrives. */
+	snprintf(text + n + vlen, sizeof text - (size_t)n - vlen,
+		 "\r\n\n[log]\nlevel = debug\n");
+	c = load_ok(text);
+	CHECK_EQ(strlen(c.spool.dir), vlen);
+	CHECK_EQ(c.spool.dir[vlen - 1], 'd');
+	CHECK_EQ(c.log.level, LOG_LVL_DEBUG);
+	/* 300 bytes (over inih's default 200): whole, not cut. */
+	n = snprintf(text, sizeof text, "[spool]\ndir = /");
+	memset(text + n, 'c', 299);
+	snprintf(text + n + 299, 32, "\n[relay]\nverify = no\n");
+	c = load_ok(text);
+	CHECK_EQ(strlen(c.spool.dir), 300);
+	CHECK(!c.relay.verify);
+	/* One byte over: refused at its own line. */
+	n = snprintf(text, sizeof text, "[spool]\n\ndir = ");
+	memset(text + n, 'd', vlen + 1);
+	snprintf(text + n + vlen + 1, 32, "\nretry_min = x\n");
+	snprintf(want, sizeof want, "t.ini:3: line too long (over %d bytes)",
+		 CONFIG_LINE_MAX);
+	load_bad(text, want);
+	/* A long comment line counts the same. */
+	n = snprintf(text, sizeof text, "[spool]\n;");
+	memset(text + n, ';', 2 * CONFIG_LINE_MAX);
+	snprintf(text + n + 2 * CONFIG_LINE_MAX, 32, "\n");
+	snprintf(want, sizeof want, "t.ini:2: line too long (over %d bytes)",
+		 CONFIG_LINE_MAX);
+	load_bad(text, want);
+}
+
+static void
+clear_env(void)
+{
+	static const char *const vars[] = {
+		"OUTBOX_RELAY_HOST", "OUTBOX_RELAY_HOSTX", "OUTBOX_LISTEN_ADDRESS",
+		"OUTBOX_SPOOL_DIR", "OUTBOX_LOG_LEVEL", "OUTBOX_MX_PORT",
+		"OUTBOX_LISTEN_TIMEOUT", "OUTBOX_CONFIG", "OUTBOX_RELAY_TLS",
+		"OUTBOX_RELAY_USER", "OUTBOX_RELAY_PASSWORD_FILE",
+		"OUTBOX_SPOOL_RETRY_MAX", "OUTBOX_REWRITE_FROM", "OUTBOX_RELAY_",
+		"OUTBOXD", "OUTBOX_CLI", "OUTBOX_LISTEN_MAX_MESSAGE_SIZE",
+		"OUTBOX_TEST_CLIENT_TIMEOUT",
+	};
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+		unsetenv(vars[i]);
+}
+
+static void
+test_env(void)
+{
+	clear_env();
+	/* Not overrides: the config path and test harness variables. */
+	setenv("OUTBOX_CONFIG", "/nonexistent.ini", 1);
+	setenv("OUTBOXD", "/x/outboxd", 1);
+	setenv("OUTBOX_CLI", "/x/outbox", 1);
+	setenv("OUTBOX_TEST_CLIENT_TIMEOUT", "5", 1);
+	struct config c = load_ok("[relay]\nhost = file.example.com\n");
+	CHECK_STR_EQ(c.relay.host[0].host, "file.example.com");
+
+	setenv("OUTBOX_RELAY_HOST", "smtp.example.com:2525 [::1]", 1);
+	setenv("OUTBOX_LISTEN_ADDRESS", "127.0.0.1:2526", 1);
+	setenv("OUTBOX_SPOOL_DIR", "/tmp/q", 1);
+	setenv("OUTBOX_LOG_LEVEL", "debug", 1);
+	setenv("OUTBOX_LISTEN_MAX_MESSAGE_SIZE", "1K", 1);
+	c = load_ok("[relay]\nhost = file.example.com\n[log]\nlevel = error\n"
+		    "target = syslog\n");
+	CHECK_EQ(c.relay.nhost, 2);
+	CHECK_STR_EQ(c.relay.host[0].host, "smtp.example.com");
+	CHECK_EQ(c.relay.host[0].port, 2525);
+	CHECK_STR_EQ(c.relay.host[1].host, "::1");
+	CHECK_EQ(c.relay.host[1].port, 587);
+	CHECK_EQ(c.listen.naddress, 1);
+	CHECK_EQ(c.listen.address[0].port, 2526);
+	CHECK_STR_EQ(c.spool.dir, "/tmp/q");
+	CHECK_EQ(c.log.level, LOG_LVL_DEBUG);
+	CHECK_EQ(c.log.target, LOG_TO_SYSLOG); /* the file still counts */
+	CHECK_EQ(c.listen.max_message_size, 1024);
+	/* An empty override clears the value: direct delivery. */
+	setenv("OUTBOX_RELAY_HOST", "", 1);
+	c = load_ok("[relay]\nhost = file.example.com\n");
+	CHECK_EQ(c.relay.nhost, 0);
+	clear_env();
+
+	setenv("OUTBOX_RELAY_HOSTX", "a", 1);
+	load_bad("", "environment OUTBOX_RELAY_HOSTX: unknown key 'hostx' in "
+		 "[relay]");
+	unsetenv("OUTBOX_RELAY_HOSTX");
+	setenv("OUTBOX_RELAY_", "a", 1);
+	load_bad("", "environment OUTBOX_RELAY_: unknown key '' in [relay]");
+	unsetenv("OUTBOX_RELAY_");
+	setenv("OUTBOX_MX_PORT", "25", 1);
+	load_bad("", "environment OUTBOX_MX_PORT: section [mx] is not "
+		 "supported yet");
+	unsetenv("OUTBOX_MX_PORT");
+	setenv("OUTBOX_REWRITE_FROM", "a@b", 1);
+	load_bad("", "environment OUTBOX_REWRITE_FROM: section [rewrite] is "
+		 "not supported yet");
+	unsetenv("OUTBOX_REWRITE_FROM");
+	setenv("OUTBOX_LISTEN_TIMEOUT", "soon", 1);
+	load_bad("[listen]\ntimeout = 1m\n", "environment "
+		 "OUTBOX_LISTEN_TIMEOUT: bad duration 'soon' for timeout (use "
+		 "a number with s, m, h or d)");
+	unsetenv("OUTBOX_LISTEN_TIMEOUT");
+	setenv("OUTBOX_RELAY_HOST", "smtp.example.com:99999", 1);
+	load_bad("", "environment OUTBOX_RELAY_HOST: port out of range in "
+		 "'smtp.example.com:99999'");
+	/* File errors come first. */
+	load_bad("[relay]\ntls = maybe\n", "t.ini:2: bad value 'maybe' for tls "
+		 "(use auto, starttls, implicit or none)");
+	unsetenv("OUTBOX_RELAY_HOST");
+	/* Cross-field errors point at the override. */
+	setenv("OUTBOX_SPOOL_RETRY_MAX", "10s", 1);
+	load_bad("[spool]\nretry_min = 1m\n", "environment "
+		 "OUTBOX_SPOOL_RETRY_MAX: retry_max (10s) must not be less "
+		 "than retry_min (1m)");
+	unsetenv("OUTBOX_SPOOL_RETRY_MAX");
+	setenv("OUTBOX_RELAY_USER", "me", 1);
+	load_bad("", "environment OUTBOX_RELAY_USER: user is set but "
+		 "password_file is not");
+	clear_env();
+}
+
+static void
+test_local(void)
+{
+	clear_env();
+	CHECK(strstr(config_local_ini, "\nhost") == NULL);
+	CHECK(strstr(config_local_ini, "[relay]") == NULL);
+	struct config c;
+	char err[CONFIG_ERR_MAX] = "";
+	CHECK_EQ(config_load_string(config_local_ini, "local", &c, err,
+				    sizeof err), 0);
+	CHECK_EQ(c.listen.naddress, 1);
+	CHECK_STR_EQ(c.listen.address[0].host, "127.0.0.1");
+	CHECK_EQ(c.listen.address[0].port, 2525);
+	CHECK_STR_EQ(c.spool.dir, "./spool");
+	CHECK_EQ(c.log.target, LOG_TO_STDERR);
+	CHECK_EQ(c.log.level, LOG_LVL_INFO);
+	CHECK_EQ(c.relay.nhost, 0);
+	setenv("OUTBOX_RELAY_HOST", "smtp.example.com", 1);
+	CHECK_EQ(config_load_string(config_local_ini, "local", &c, err,
+				    sizeof err), 0);
+	CHECK_EQ(c.relay.nhost, 1);
+	CHECK_STR_EQ(c.relay.host[0].host, "smtp.example.com");
+	CHECK_EQ(c.relay.host[0].port, 587);
+	clear_env();
+}
+
+static void
+write_file(const char *path, const char *text, mode_t mode)
+{
+	unlink(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ(write(fd, text, strlen(text)), (long long)strlen(text));
+	CHECK_EQ(close(fd), 0);
+	CHECK_EQ(chmod(path, mode), 0); /* exact mode, whatever the umask */
+}
+
+/* config text with [relay] user and password_file = path. */
+static const char *
+relay_ini(const char *path)
+{
+	static char text[CONFIG_PATH_MAX + 128];
+	snprintf(text, sizeof text, "[relay]\nhost = smtp.example.com\n"
+		 "user = me\npassword_file = %s\n", path);
+	return text;
+}
+
+static void
+test_password(void)
+{
+	char pw[256], path[128], want[CONFIG_ERR_MAX], err[CONFIG_ERR_MAX];
+	struct config c;
+	clear_env();
+	snprintf(path, sizeof path, "%s/secret", tmpdir);
+
+	write_file(path, "s3cret;#x \r\nsecond line\n", 0644);
+	snprintf(want, sizeof want, "t.ini:4: password_file %s is readable "
+		 "by others (mode 0644); chmod 600 it", path);
+	load_bad(relay_ini(path), want);
+	CHECK_EQ(chmod(path, 0602), 0);
+	snprintf(want, sizeof want, "t.ini:4: password_file %s is accessible "
+		 "by others (mode 0602); chmod 600 it", path);
+	load_bad(relay_ini(path), want);
+
+	CHECK_EQ(chmod(path, 0640), 0);
+	c = load_ok(relay_ini(path));
+	CHECK_EQ(chmod(path, 0600), 0);
+	c = load_ok(relay_ini(path));
+	CHECK_STR_EQ(c.relay.password_file, path);
+	CHECK_EQ(config_read_password(&c, pw, sizeof pw, err, sizeof err), 0);
+	CHECK_STR_EQ(pw, "s3cret;#x "); /* the line as is, not INI syntax */
+
+	/* Too small an output buffer is an error, not a cut password. */
+	CHECK_EQ(config_read_password(&c, pw, 4, err, sizeof err), -1);
+	snprintf(want, sizeof want, "password_file %s: the password is too "
+		 "long or not text", path);
+	CHECK_STR_EQ(err, want);
+
+	/* The mode is checked again on read. */
+	CHECK_EQ(chmod(path, 0644), 0);
+	CHECK_EQ(config_read_password(&c, pw, sizeof pw, err, sizeof err), -1);
+	snprintf(want, sizeof want, "password_file %s: not a regular file, or "
+		 "open to others (mode 0644); chmod 600 it", path);
+	CHECK_STR_EQ(err, want);
+
+	write_file(path, "\nlater\n", 0600);
+	CHECK_EQ(config_read_password(&c, pw, sizeof pw, err, sizeof err), -1);
+	snprintf(want, sizeof want, "password_file %s: the first line is "
+		 "empty", path);
+	CHECK_STR_EQ(err, want);
+	write_file(path, "nonewline", 0600);
+	CHECK_EQ(config_read_password(&c, pw, sizeof pw, err, sizeof err), 0);
+	CHECK_STR_EQ(pw, "nonewline");
+
+	unlink(path);
+	snprintf(want, sizeof want, "t.ini:4: password_file %s: No such file "
+		 "or directory", path);
+	load_bad(relay_ini(path), want);
+	CHECK_EQ(config_read_password(&c, pw, sizeof pw, err, sizeof err), -1);
+
+	snprintf(want, sizeof want, "t.ini:4: password_file %s is not a "
+		 "regular file", tmpdir);
+	load_bad(relay_ini(tmpdir), want);
+
+	/* From the environment, the source is the variable. */
+	write_file(path, "pw\n", 0604);
+	setenv("OUTBOX_RELAY_USER", "me", 1);
+	setenv("OUTBOX_RELAY_PASSWORD_FILE", path, 1);
+	snprintf(want, sizeof want, "environment OUTBOX_RELAY_PASSWORD_FILE: "
+		 "password_file %s is readable by others (mode 0604); chmod "
+		 "600 it", path);
+	load_bad("", want);
+	clear_env();
+	unlink(path);
+
+	config_defaults(&c);
+	CHECK_EQ(config_read_password(&c, pw, sizeof pw, err, sizeof err), -1);
+	CHECK_STR_EQ(err, "no password_file in [relay]");
+
+	/* ca_file must exist too. */
+	snprintf(want, sizeof want, "t.ini:2: ca_file %s/nope.pem: No such "
+		 "file or directory", tmpdir);
+	char text[CONFIG_PATH_MAX];
+	snprintf(text, sizeof text, "[relay]\nca_file = %s/nope.pem\n", tmpdir);
+	load_bad(text, want);
+}
+
+static void
+test_files(void)
+{
+	char path[128], want[CONFIG_ERR_MAX], err[CONFIG_ERR_MAX];
+	struct config c;
+	clear_env();
+	snprintf(path, sizeof path, "%s/missing.ini", tmpdir);
+	CHECK_EQ(config_load(path, &c, err, sizeof err), -1);
+	snprintf(want, sizeof want, "%s: No such file or directory", path);
+	CHECK_STR_EQ(err, want);
+
+	CHECK_EQ(config_load(tmpdir, &c, err, sizeof err), -1);
+	snprintf(want, sizeof want, "%s: not a regular file", tmpdir);
+	CHECK_STR_EQ(err, want);
+
+	snprintf(path, sizeof path, "%s/o.ini", tmpdir);
+	write_file(path, "[listen]\naddress = 127.0.0.1:2525\n\n[log]\n"
+		   "level = chatty\n", 0644);
+	CHECK_EQ(config_load(path, &c, err, sizeof err), -1);
+	snprintf(want, sizeof want, "%s:5: bad value 'chatty' for level (use "
+		 "error, warning, info or debug)", path);
+	CHECK_STR_EQ(err, want);
+
+	/* A NUL byte is refused at its line (inih would stop reading at it). */
+	unlink(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	CHECK(fd >= 0);
+	static const char nul[] = "[log]\nlevel = info\x00x\n";
+	CHECK_EQ(write(fd, nul, sizeof nul - 1), (long long)sizeof nul - 1);
+	close(fd);
+	CHECK_EQ(config_load(path, &c, err, sizeof err), -1);
+	snprintf(want, sizeof want, "%s:2: NUL byte in line", path);
+	CHECK_STR_EQ(err, want);
+
+	write_file(path, "[listen]\naddress = 127.0.0.1:2525\n", 0644);
+	CHECK_EQ(config_load(path, &c, err, sizeof err), 0);
+	CHECK_EQ(c.listen.address[0].port, 2525);
+	unlink(path);
+}
+
+/* Read a whole file into a heap string (caller frees). */
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	CHECK(f != NULL);
+	static char buf[65536];
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+/*
+ * etc/outbox.ini passes, and uncommenting every "#key = value" line gives
+ * exactly the defaults: the reference file documents the real defaults.
+ */
+static void
+test_reference_ini(void)
+{
+	const char *data = getenv("OUTBOX_TEST_DATA");
+	char path[PATH_MAX], err[CONFIG_ERR_MAX];
+	struct config c, d, def;
+	clear_env();
+	if (data == NULL) {
+		printf("test_config: OUTBOX_TEST_DATA unset; skipping "
+		       "etc/outbox.ini\n");
+		return;
+	}
+	snprintf(path, sizeof path, "%s/../etc/outbox.ini", data);
+	CHECK_EQ(config_load(path, &c, err, sizeof err), 0);
+	const char *text = slurp(path);
+	static char active[65536];
+	size_t n = 0, keys = 0;
+	for (const char *p = text; *p != '\0';) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl != NULL ? (size_t)(nl - p + 1) : strlen(p);
+		bool key = p[0] == '#' && p[1] >= 'a' && p[1] <= 'z' &&
+			   memchr(p, '=', len) != NULL;
+		keys += key;
+		memcpy(active + n, p + key, len - key);
+		n += len - key;
+		p += len;
+	}
+	active[n] = '\0';
+	CHECK_EQ(keys, 20); /* every key of [listen] [spool] [relay] [log] */
+	CHECK_EQ(config_load_string(active, "active", &d, err, sizeof err), 0);
+	config_defaults(&def);
+	CHECK_EQ(d.listen.naddress, def.listen.naddress);
+	CHECK_MEM_EQ(d.listen.address, def.listen.address,
+		     sizeof def.listen.address);
+	CHECK_EQ(d.listen.nallow, def.listen.nallow);
+	CHECK_MEM_EQ(d.listen.allow, def.listen.allow, sizeof def.listen.allow);
+	CHECK_EQ(d.listen.max_message_size, def.listen.max_message_size);
+	CHECK_EQ(d.listen.max_recipients, def.listen.max_recipients);
+	CHECK_EQ(d.listen.max_connections, def.listen.max_connections);
+	CHECK_EQ(d.listen.timeout_ms, def.listen.timeout_ms);
+	CHECK_EQ(d.listen.bare_newline, def.listen.bare_newline);
+	CHECK_STR_EQ(d.spool.dir, def.spool.dir);
+	CHECK_EQ(d.spool.max_lifetime_s, def.spool.max_lifetime_s);
+	CHECK_EQ(d.spool.retry_min_s, def.spool.retry_min_s);
+	CHECK_EQ(d.spool.retry_max_s, def.spool.retry_max_s);
+	CHECK_EQ(d.relay.nhost, 0);
+	CHECK_EQ(d.relay.tls, def.relay.tls);
+	CHECK_EQ(d.relay.verify, def.relay.verify);
+	CHECK_EQ(d.log.target, def.log.target);
+	CHECK_EQ(d.log.level, def.log.level);
+}
+
+/* Run the CLI with argv; capture stdout+stderr into out. Exit status. */
+static int
+run_cli(const char *cli, char *const argv[], char *out, size_t size)
+{
+	int fds[2];
+	CHECK_EQ(pipe(fds), 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		dup2(fds[1], 2);
+		close(fds[0]);
+		execv(cli, argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < size && (r = read(fds[0], out + n, size - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	close(fds[0]);
+	int status;
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* The CLI binary: $OUTBOX_CLI, else ../outbox next to this test. */
+static bool
+find_cli(char *cli, size_t size)
+{
+	if (cli_env[0] != '\0')
+		return snprintf(cli, size, "%s", cli_env) < (int)size;
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0)
+		return false;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash == NULL)
+		return false;
+	*slash = '\0';
+	snprintf(cli, size, "%s/../outbox", self);
+	return access(cli, X_OK) == 0;
+}
+
+static void
+test_cli(void)
+{
+	char cli[PATH_MAX], out[4096], path[128], want[CONFIG_ERR_MAX];
+	if (!find_cli(cli, sizeof cli)) {
+		printf("test_config: outbox binary not found; skipping CLI\n");
+		return;
+	}
+	clear_env();
+	snprintf(path, sizeof path, "%s/cli.ini", tmpdir);
+	write_file(path, "[listen]\naddress = 127.0.0.1:2525\n", 0644);
+
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "config", "check", "-c",
+					  path, NULL }, out, sizeof out), 0);
+	snprintf(want, sizeof want, "%s: ok\n", path);
+	CHECK_STR_EQ(out, want);
+	/* OUTBOX_CONFIG names the file when -c is absent. */
+	setenv("OUTBOX_CONFIG", path, 1);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "config", "check", NULL },
+			 out, sizeof out), 0);
+	CHECK_STR_EQ(out, want);
+	unsetenv("OUTBOX_CONFIG");
+
+	write_file(path, "[listen]\n\naddress = localhost:25\n", 0644);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "config", "check",
+					  "--config", path, NULL }, out,
+			 sizeof out), 1);
+	snprintf(want, sizeof want, "%s:3: listen address must be an IP "
+		 "address, not a name, in 'localhost:25'\n", path);
+	CHECK_STR_EQ(out, want);
+	/* The environment is part of what is checked. */
+	write_file(path, "", 0644);
+	setenv("OUTBOX_LOG_LEVEL", "loud", 1);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "config", "check", "-c",
+					  path, NULL }, out, sizeof out), 1);
+	CHECK_STR_EQ(out, "environment OUTBOX_LOG_LEVEL: bad value 'loud' for "
+		     "level (use error, warning, info or debug)\n");
+	unsetenv("OUTBOX_LOG_LEVEL");
+	unlink(path);
+
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "--version", NULL }, out,
+			 sizeof out), 0);
+	CHECK(strncmp(out, "outbox ", 7) == 0);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "help", NULL }, out,
+			 sizeof out), 0);
+	CHECK(strstr(out, "config check") != NULL);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", NULL }, out, sizeof out),
+		 64);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "frobnicate", NULL }, out,
+			 sizeof out), 64);
+	CHECK(strstr(out, "unknown command 'frobnicate'") != NULL);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "config", NULL }, out,
+			 sizeof out), 64);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "config", "check", "-x",
+					  NULL }, out, sizeof out), 64);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "config", "check", "-c",
+					  NULL }, out, sizeof out), 64);
+	CHECK_EQ(run_cli(cli, (char *[]){ "/usr/sbin/sendmail", "-t", NULL },
+			 out, sizeof out), 69);
+	CHECK_STR_EQ(out, "outbox: the sendmail interface is not built yet\n");
+	CHECK_EQ(run_cli(cli, (char *[]){ "mailq", NULL }, out, sizeof out),
+		 69);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "send", NULL }, out,
+			 sizeof out), 69);
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "queue", NULL }, out,
+			 sizeof out), 69);
+}
+
+int
+main(void)
+{
+	const char *env = getenv("OUTBOX_CLI");
+	if (env != NULL)
+		snprintf(cli_env, sizeof cli_env, "%s", env);
+	CHECK(mkdtemp(tmpdir) != NULL);
+	test_basic();
+	test_line_numbers();
+	test_sections();
+	test_long_lines();
+	test_env();
+	test_local();
+	test_password();
+	test_files();
+	test_reference_ini();
+	test_cli();
+	CHECK_EQ(rmdir(tmpdir), 0);
+	CHECK_DONE();
+}
