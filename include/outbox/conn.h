@@ -11,6 +11,11 @@
  * close callback. Hooks are never called synchronously from conn_connect,
  * conn_write or conn_start_tls. on_close is called at most once, when the
  * peer closes or an I/O error happens; the owner must call conn_close then.
+ * A failed connect (on_connect < 0) or handshake (on_tls < 0) is final too:
+ * no other hook follows it, and the owner calls conn_close.
+ * Received bytes are handed to on_data as soon as they are read (decrypted),
+ * so the conn never holds plaintext; the owner's line buffer is the only
+ * place where bytes can wait. Timeouts are the owner's job (own uv_timer_t).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,24 +38,31 @@ struct conn_hooks {
 	void (*on_connect)(void *arg, int status);                 /* 0 or UV_E* */
 	void (*on_data)(void *arg, const char *data, size_t len);  /* plaintext */
 	void (*on_tls)(void *arg, int status, const struct tls_result *res); /* 0 = up */
+	/* Called once all data queued by conn_write has been written. */
 	void (*on_drain)(void *arg);                               /* write queue empty */
 	void (*on_close)(void *arg, int status);                   /* UV_EOF or UV_E* */
 };
 
 int conn_connect(uv_loop_t *loop, const struct sockaddr *addr,
 		 const struct conn_hooks *hooks, void *arg, struct conn **out);
-/* Copy and queue data for writing. 0 or UV_E*. */
+/* Copy and queue data for writing (encrypted once TLS is up). 0 or UV_E*:
+ * UV_EAGAIN before on_connect or during the TLS handshake, UV_EPIPE after a
+ * failure was reported. */
 int conn_write(struct conn *c, const char *data, size_t len);
 /* Bytes queued and not yet written to the socket. */
 size_t conn_write_queue(const struct conn *c);
 /*
  * Start a client handshake. host: SNI and the name to verify (NULL for an
  * IP literal: no SNI, the IP is checked against the certificate's IP SANs).
- * Any plaintext received and not yet delivered is discarded (STARTTLS rule).
+ * Any plaintext received and not yet delivered is discarded (STARTTLS rule):
+ * since on_data delivers at once, the OWNER must check that its own line
+ * buffer is empty before calling (abort on trailing data). Resumes reading.
+ * 0, or UV_E* with no hook called. The tls_ctx must outlive the conn.
  */
 int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *host);
 bool conn_is_tls(const struct conn *c);
-/* Stop reading (backpressure) / resume. */
+/* Stop reading (backpressure) / resume. Bytes already read in the current
+ * read callback are still delivered. */
 void conn_pause(struct conn *c, bool paused);
 void conn_close(struct conn *c);
 

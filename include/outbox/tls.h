@@ -13,7 +13,10 @@
 struct tls_ctx;
 
 /* verify=false is for opportunistic MX delivery only: the handshake never
- * fails on the certificate, the result is reported instead. */
+ * fails on the certificate, the result is reported instead.
+ * ca_file NULL or "": the system trust store. NULL on failure, with a
+ * message in err. Needs tls_global_init() first; used on the loop thread
+ * only, and must outlive every connection that uses it. */
 struct tls_ctx *tls_ctx_new(const char *ca_file, bool verify, char *err,
 			    size_t errlen);
 void tls_ctx_free(struct tls_ctx *ctx);
