@@ -21,6 +21,11 @@
  * Security rules: AUTH only inside TLS; with tls required and no STARTTLS
  * offered, fail 4.7.4 without sending MAIL; capabilities from before TLS
  * are thrown away; a malformed reply is a temporary session failure.
+ * A reply line when none is due (e.g. plaintext that reached the client
+ * between STARTTLS's 220 and tls_done) fails the session. After CLI_FAIL
+ * or CLI_CLOSED every call returns that event again and does nothing.
+ * Reply lines up to SMTP_REPLY_PARSE_MAX octets are parsed (AUTH
+ * challenges reach 12288); the glue's read limit should allow that.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,12 +86,31 @@ struct smtp_client_result {
 	int code;                   /* SMTP code, or 0 when no reply (network/protocol) */
 	char enh[16];               /* enhanced status: from the reply, or ours ("4.4.2") */
 	char text[SMTP_REPLY_TEXT_MAX];
+	/*
+	 * What the outcome answers, a static string, never NULL: "CONNECT"
+	 * (greeting), "TLS", "EHLO", "HELO", "STARTTLS", "AUTH", "RSET",
+	 * "MAIL", "RCPT", "DATA", "." (end of data), "QUIT", or "" before a
+	 * result is known. Local decisions name the command they stand in
+	 * for: SIZE and SMTPUTF8 refusals are "MAIL", a bad recipient "RCPT".
+	 * The caller maps it to a classify stage (a 552 to "MAIL" is
+	 * permanent, to "RCPT" temporary).
+	 */
+	const char *cmd;
 };
 
 struct smtp_client_msg_result {
 	size_t nrcpts;
 	struct smtp_client_result *rcpt; /* per recipient, in order; 2xx only if the final dot got 2xx */
-	struct smtp_client_result msg;   /* MAIL, DATA or end-of-data failure; code 250 on success */
+	/*
+	 * The reply that ended the transaction: the end-of-data reply (250
+	 * on success), or the MAIL / DATA refusal, or, when no recipient
+	 * was accepted, the last RCPT refusal (or the DATA refusal under
+	 * PIPELINING). Local refusals of the whole message (SIZE 552 5.3.4,
+	 * SMTPUTF8 553 5.6.7, bad sender 553 5.1.7) are cmd "MAIL" and are
+	 * copied to every recipient; a malformed recipient gets 553 5.1.3
+	 * cmd "RCPT" and is never sent.
+	 */
+	struct smtp_client_result msg;
 };
 
 /* Session failure: applies to the current message's pending recipients. */
@@ -94,6 +118,20 @@ struct smtp_client_failure {
 	struct smtp_client_result r;
 	bool permanent;  /* 5xx where the whole session cannot deliver (rare: auth 5xx are soft) */
 	bool in_data;    /* failed after the body started: possible duplicate if after final dot */
+	bool after_dot;  /* failed waiting for the end-of-data reply: log "possible duplicate" */
+	/*
+	 * STARTTLS was refused or its handshake failed while cfg.tls is
+	 * CLI_TLS_STARTTLS and tls_required is false: the glue may retry
+	 * this host in plaintext at once (RELIABILITY.md decision 4). Never
+	 * set for implicit TLS or when TLS is required.
+	 */
+	bool tls_failed;
+	/*
+	 * A transaction was open: smtp_client_msg_result() holds its
+	 * per-recipient state. Recipients refused by MAIL/RCPT (or locally)
+	 * keep that result; every other recipient carries this failure.
+	 */
+	bool in_tx;
 };
 
 struct smtp_client;

@@ -11,6 +11,15 @@
 
 #include "outbox/limits.h"
 
+/*
+ * Longest line the parser accepts (without CRLF). Longer than
+ * SMTP_REPLY_LINE_MAX on purpose: RFC 4954 4 allows 12288-octet AUTH
+ * exchange lines ("334 " + challenge), and a long but well-formed final
+ * reply must not turn a delivered message into a duplicate. Anything
+ * longer is REPLY_ERROR.
+ */
+#define SMTP_REPLY_PARSE_MAX (SMTP_AUTH_LINE_MAX + 8)
+
 struct smtp_reply {
 	int code;                        /* 200..599 */
 	char enh[16];                    /* "4.2.1" or "" when absent */
