@@ -94,7 +94,7 @@ delivery_start(struct daemon *d, struct queue *q, struct qmsg *m)
 	dl->msg = m;
 	dl->fd = -1;
 	dl->refs = 1;
-	buf_init(&dl->lines, 4 * SMTP_REPLY_LINE_MAX);
+	buf_init(&dl->lines, 2 * SMTP_REPLY_PARSE_MAX);
 	buf_init(&dl->wire, 4 * DELIVERY_READ_SIZE);
 	str_copy(dl->relay, sizeof(dl->relay), "none");
 	uv_timer_init(d->loop, &dl->timer);
@@ -176,6 +176,21 @@ delivery_defer_msg(struct delivery *dl, const struct smtp_client_result *r)
 	dl->msg = NULL;
 }
 
+/* Which command a result answers decides how a 5xx is read. */
+static enum dlv_stage
+delivery_stage(const struct smtp_client_result *r)
+{
+	if (r->cmd == NULL)
+		return STAGE_SESSION;
+	if (strcmp(r->cmd, "RCPT") == 0)
+		return STAGE_RCPT;
+	if (strcmp(r->cmd, "MAIL") == 0)
+		return STAGE_MAIL;
+	if (strcmp(r->cmd, "DATA") == 0 || strcmp(r->cmd, ".") == 0)
+		return STAGE_DATA;
+	return STAGE_SESSION;
+}
+
 static void
 delivery_msg_done(struct delivery *dl)
 {
@@ -183,8 +198,30 @@ delivery_msg_done(struct delivery *dl)
 	size_t n = res->nrcpts < dl->nsent ? res->nrcpts : dl->nsent;
 	for (size_t i = 0; i < n; i++)
 		delivery_apply_one(dl, dl->rcpt_idx[i], &res->rcpt[i],
-				   STAGE_DATA);
+				   delivery_stage(&res->rcpt[i]));
 	queue_result(dl->q, dl->msg);
+	dl->msg = NULL;
+}
+
+/*
+ * The session failed inside a transaction: recipients the server already
+ * refused keep that answer (a 550 stays a bounce); everyone else carries
+ * the session failure, which is always temporary.
+ */
+static void
+delivery_fail_tx(struct delivery *dl, const struct smtp_client_result *fail)
+{
+	const struct smtp_client_msg_result *res = smtp_client_msg_result(dl->cli);
+	size_t n = res->nrcpts < dl->nsent ? res->nrcpts : dl->nsent;
+	for (size_t i = 0; i < n; i++) {
+		const struct smtp_client_result *r = &res->rcpt[i];
+		bool refused = r->code >= 400 &&
+			       delivery_stage(r) != STAGE_SESSION &&
+			       strcmp(r->cmd, ".") != 0;
+		delivery_apply_one(dl, dl->rcpt_idx[i], refused ? r : fail,
+				   refused ? delivery_stage(r) : STAGE_SESSION);
+	}
+	queue_result(dl->q, dl->msg); /* every pending recipient was offered */
 	dl->msg = NULL;
 }
 
@@ -326,11 +363,14 @@ delivery_fail(struct delivery *dl)
 		return;
 	}
 	struct smtp_client_result r = f->r;
-	if (f->in_data && r.code == 0)
+	if (f->after_dot)
 		log_warn("%s: possible duplicate: the message may have been "
 			 "delivered before the failure",
 			 dl->msg ? dl->msg->env.id : "-");
-	delivery_defer_msg(dl, &r);
+	if (f->in_tx && dl->msg != NULL)
+		delivery_fail_tx(dl, &r);
+	else
+		delivery_defer_msg(dl, &r);
 	delivery_end(dl);
 }
 
@@ -378,8 +418,10 @@ delivery_on_data(void *arg, const char *data, size_t len)
 	while (!dl->closing && dl->cli == cli) {
 		const char *line;
 		size_t n, used;
-		enum buf_line st = buf_getline(&dl->lines, SMTP_REPLY_LINE_MAX,
-					       &line, &n, &used);
+		/* Long enough for a 12,288-octet AUTH challenge (RFC 4954). */
+		enum buf_line st = buf_getline(&dl->lines,
+					       SMTP_REPLY_PARSE_MAX + 2, &line,
+					       &n, &used);
 		if (st == BUF_NEED_MORE)
 			return;
 		if (st == BUF_TOO_LONG) {
@@ -389,10 +431,16 @@ delivery_on_data(void *arg, const char *data, size_t len)
 						   "reply line too long"));
 			return;
 		}
-		char copy[SMTP_REPLY_LINE_MAX];
-		memcpy(copy, line, n);
+		/* Feed a copy: the event may reset or free the line buffer. */
+		char *copy = str_ndup(line, n);
+		if (copy == NULL) {
+			delivery_event(dl, smtp_client_abort(cli, "4.3.0",
+							     "out of memory"));
+			return;
+		}
 		buf_consume(&dl->lines, used);
 		delivery_event(dl, smtp_client_on_line(cli, copy, n));
+		free(copy);
 	}
 }
 
