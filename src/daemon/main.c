@@ -32,6 +32,9 @@
 static struct daemon daemon_state;
 static uv_signal_t sig_term, sig_int, sig_hup;
 static uv_timer_t shutdown_timer;
+/* While stopping: spool work that ends in the thread pool reports to no
+ * one, so the exit condition is polled as well as checked on events. */
+static uv_timer_t drain_timer;
 static bool handles_closed;
 /* TLS contexts replaced by a reload; kept until exit because connections
  * started before the reload may still use them. */
@@ -138,6 +141,7 @@ daemon_maybe_exit(struct daemon *d)
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&shutdown_timer, NULL);
+	uv_close((uv_handle_t *)&drain_timer, NULL);
 	queue_free(d->queue);
 	d->queue = NULL;
 }
@@ -152,6 +156,12 @@ shutdown_timeout_cb(uv_timer_t *t)
 }
 
 static void
+drain_timer_cb(uv_timer_t *t)
+{
+	daemon_maybe_exit(t->data);
+}
+
+static void
 daemon_stop(struct daemon *d, int signum)
 {
 	if (d->stopping)
@@ -162,6 +172,7 @@ daemon_stop(struct daemon *d, int signum)
 	queue_stop(d->queue);
 	uv_timer_start(&shutdown_timer, shutdown_timeout_cb, SHUTDOWN_GRACE_MS, 0);
 	uv_unref((uv_handle_t *)&shutdown_timer);
+	uv_timer_start(&drain_timer, drain_timer_cb, 20, 20);
 	daemon_maybe_exit(d);
 }
 
@@ -359,6 +370,8 @@ daemon_run(struct daemon *d)
 	uv_signal_init(d->loop, &sig_int);
 	uv_signal_init(d->loop, &sig_hup);
 	uv_timer_init(d->loop, &shutdown_timer);
+	uv_timer_init(d->loop, &drain_timer);
+	drain_timer.data = d;
 	sig_term.data = sig_int.data = sig_hup.data = d;
 	uv_signal_start(&sig_term, signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, signal_cb, SIGINT);
