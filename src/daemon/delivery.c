@@ -431,6 +431,14 @@ delivery_on_data(void *arg, const char *data, size_t len)
 						   "reply line too long"));
 			return;
 		}
+		if (used == n + 1) {
+			/* RFC 5321 2.3.8: a reply line ends in CRLF, nothing else. */
+			buf_reset(&dl->lines);
+			delivery_event(dl, smtp_client_abort(
+						   cli, "4.5.0",
+						   "malformed reply: bare <LF>"));
+			return;
+		}
 		/* Feed a copy: the event may reset or free the line buffer. */
 		char *copy = str_ndup(line, n);
 		if (copy == NULL) {
