@@ -236,7 +236,7 @@ static int
 env_apply_one(struct config_load *c, const char *var)
 {
 	char key[64], source[128], shown[64];
-	size_t skip;
+	size_t skip = 0;
 	const char *section = env_section(var, &skip);
 	const char *eq = strchr(var, '=');
 	size_t namelen = (size_t)(eq - var), klen = namelen - skip;
@@ -269,7 +269,7 @@ static int
 load_env(struct config_load *c)
 {
 	const char *vars[CONFIG_ENV_MAX];
-	size_t n = 0, skip;
+	size_t n = 0, skip = 0;
 	for (char **e = environ; e != NULL && *e != NULL; e++) {
 		if (env_section(*e, &skip) == NULL || strchr(*e, '=') == NULL)
 			continue;

@@ -528,7 +528,7 @@ static int
 env_rd_rcpt(struct env_rd *rd, struct envelope *e)
 {
 	char *addr = NULL, *error = NULL;
-	enum rcpt_state state;
+	enum rcpt_state state = RCPT_PENDING;
 	if (rd->vlen < 1 || rd->vlen > ENV_ADDR_MAX)
 		return env_rd_fail(rd, "bad length of record 'R'");
 	int rc = env_rd_dup(rd, &addr);
