@@ -56,6 +56,8 @@ void queue_add(struct queue *q, struct envelope *env);
 void queue_recover_each(void *arg, struct envelope *env);
 /* Start deliveries for due messages. */
 void queue_kick(struct queue *q);
+/* Forget the destination's backoff (after a reload changed the route). */
+void queue_reset_backoff(struct queue *q);
 /* Abort deliveries (messages stay queued). */
 void queue_stop(struct queue *q);
 /* Deliveries and spool updates still running. */

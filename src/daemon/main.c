@@ -215,6 +215,8 @@ daemon_reload(struct daemon *d)
 	daemon_hostname(d);
 	log_set_level(cfg.log.level);
 	log_info("configuration reloaded");
+	/* The route may have changed: the old one's backoff says nothing. */
+	queue_reset_backoff(d->queue);
 	queue_kick(d->queue);
 }
 

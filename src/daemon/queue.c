@@ -262,6 +262,12 @@ queue_dest_ok(struct queue *q)
 	q->dest_next_try = 0;
 }
 
+void
+queue_reset_backoff(struct queue *q)
+{
+	queue_dest_ok(q);
+}
+
 struct queue_update {
 	struct queue *q;
 	struct qmsg *m;
