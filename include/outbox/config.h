@@ -41,6 +41,9 @@ struct config_cidr {
 enum config_tls { CONFIG_TLS_AUTO, CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT,
 		  CONFIG_TLS_NONE };
 enum config_bare_newline { CONFIG_BARE_NL_NORMALIZE, CONFIG_BARE_NL_STRICT };
+enum config_mx_tls { CONFIG_MX_TLS_OPPORTUNISTIC, CONFIG_MX_TLS_REQUIRED,
+		     CONFIG_MX_TLS_NONE };
+#define CONFIG_MAX_DNS 8
 
 struct config {
 	struct {
@@ -70,6 +73,14 @@ struct config {
 		char user[256];
 		char password_file[CONFIG_PATH_MAX];
 	} relay;
+	struct {
+		uint16_t port;                     /* 25 */
+		enum config_mx_tls tls;            /* opportunistic */
+		struct config_hostport dns_servers[CONFIG_MAX_DNS]; /* IP literals; port 53 default */
+		size_t ndns_servers;               /* 0 = /etc/resolv.conf */
+		unsigned connections_per_domain;   /* 10 */
+		char ca_file[CONFIG_PATH_MAX];     /* for verifying MX certificates; "" = system store */
+	} mx;
 	struct {
 		enum log_target target;
 		enum log_level level;
