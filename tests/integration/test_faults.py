@@ -1,0 +1,551 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Storage faults (RELIABILITY.md D1, D2, D3, D4), with strace 6.1 fault
+injection and a real full tmpfs.
+
+strace is attached with -p to the running daemon just before the
+transaction instead of starting the daemon under it: the start-up
+syscalls (the loader, ASan, config) then neither pollute the trace nor
+advance the injection counters. strace counts `when=N` per thread and per
+syscall, so the daemon runs with UV_THREADPOOL_SIZE=1: the spool's disk
+work then happens in one pool thread whose calls are numbered the same
+way in every run.
+"""
+import os
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+import time
+
+import harness
+from harness import (HarnessError, OutboxTestCase, Outboxd, make_message, outboxd_path,
+                     free_port, tail)
+
+STRACE = shutil.which("strace")
+ENV_1POOL = {"UV_THREADPOOL_SIZE": "1"}
+LINE_RE = re.compile(r"^(\d+)\s+(\d\d:\d\d:\d\d\.\d+)\s+(.*)$")
+CALL_RE = re.compile(r"^(\w+)\((.*?)(?:\) += (.*)| <unfinished \.\.\.>)$")
+RESUMED_RE = re.compile(r"^<\.\.\. (\w+) resumed>(.*?)\) += (.*)$")
+FD_RE = re.compile(r"(\d+)<([^>]*)>")
+SPOOL_CLASSES = ("openat", "write", "fsync", "renameat", "close", "unlinkat")
+
+
+# ---------------------------------------------------------------- strace
+
+class Call:
+    """One syscall in an strace -f -y log."""
+
+    def __init__(self, tid, name, args, start):
+        self.tid, self.name, self.args = tid, name, args
+        self.start = self.end = start
+        self.ret = None
+
+    def fd_path(self, i=0):
+        """Path strace -y printed for the i-th fd argument."""
+        found = FD_RE.findall(self.args)
+        return found[i][1] if len(found) > i else None
+
+    def __repr__(self):
+        return "<%s %s(%s) = %s @%d-%d>" % (self.tid, self.name, self.args[:90], self.ret,
+                                             self.start, self.end)
+
+
+def parse_trace(path):
+    """[Call] in order of entry; start/end are line numbers (strace prints
+    lines in the order it sees the stops, so a cause precedes its effect)."""
+    calls, pending = [], {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        m = LINE_RE.match(line)
+        if not m:
+            continue
+        tid, rest = int(m.group(1)), m.group(3)
+        r = RESUMED_RE.match(rest)
+        if r:
+            c = pending.pop(tid, None)
+            if c is not None:
+                c.args += r.group(2)
+                c.ret, c.end = r.group(3), i
+            continue
+        c = CALL_RE.match(rest)
+        if not c:
+            continue
+        call = Call(tid, c.group(1), c.group(2), i)
+        if c.group(3) is None:
+            pending[tid] = call
+        else:
+            call.ret = c.group(3)
+        calls.append(call)
+    return calls
+
+
+def tasks(pid):
+    try:
+        return sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
+    except FileNotFoundError:
+        return []
+
+
+def tracer_of(tid):
+    try:
+        with open("/proc/%d/status" % tid) as f:
+            m = re.search(r"^TracerPid:\s+(\d+)", f.read(), re.M)
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
+class Strace:
+    """strace attached to running threads (-p TID ...); stopped by PID."""
+
+    def __init__(self, workdir, tids, exprs, out=os.devnull, follow=False):
+        argv = [STRACE, "-qq", "-y", "-tt", "-s", "160", "-o", out]
+        if follow:
+            argv.append("-f")
+        for e in exprs:
+            argv += ["-e", e]
+        for t in tids:
+            argv += ["-p", str(t)]
+        self.err_path = os.path.join(workdir, "strace-%d.err" % time.monotonic_ns())
+        self.tids = list(tids)
+        with open(self.err_path, "wb") as err:
+            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=err,
+                                          start_new_session=True)
+        harness.wait_for(lambda: all(tracer_of(t) == self.popen.pid for t in self.tids)
+                         or self.popen.poll() is not None, 10, "strace to attach")
+        if self.popen.poll() is not None:
+            raise HarnessError("strace exited (%s): %s" % (self.popen.returncode,
+                                                          tail(self.err_path)))
+
+    def detach(self, timeout=10):
+        """SIGINT makes strace detach and leave the daemon running."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+            raise HarnessError("strace did not detach within %ds" % timeout)
+
+
+def require_strace(test):
+    if STRACE is None:
+        test.fail("strace is not installed (Debian package strace is a test dependency)")
+    probe = subprocess.run([STRACE, "-qq", "-o", os.devnull, "-e", "trace=getpid",
+                            "-e", "inject=getpid:error=EPERM", "true"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=20)
+    if probe.returncode != 0:
+        test.skipTest("strace cannot trace here (ptrace not permitted?): %s"
+                      % probe.stderr.decode(errors="replace").strip()[:200])
+
+
+def raw_send(port, data, rcpt="rcpt@dest.test", timeout=20):
+    """One transaction; (code, text) of the end-of-data reply, or
+    (None, why) when the connection broke before it."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test",
+                          timeout=timeout) as s:
+            s.ehlo()
+            code, text = s.mail("app@local.test")
+            if code != 250:
+                return code, text.decode(errors="replace")
+            code, text = s.rcpt(rcpt)
+            if code != 250:
+                return code, text.decode(errors="replace")
+            code, text = s.data(data)
+            try:
+                s.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            return code, text.decode(errors="replace")
+    except smtplib.SMTPDataError as e:
+        return e.smtp_code, e.smtp_error.decode(errors="replace")
+    except (smtplib.SMTPException, OSError) as e:
+        return None, repr(e)
+
+
+def marker_message(marker, size=0):
+    filler = ("".join("%s line %05d %s\r\n" % (marker, i, "x" * 60)
+                      for i in range(size // 80 + 1))) if size else ""
+    return make_message("body of %s\r\n%s" % (marker, filler),
+                        headers=["X-Marker: " + marker])
+
+
+def with_marker(sh, marker):
+    return [m for m in sh.messages() if ("X-Marker: %s\r\n" % marker).encode() in m.data]
+
+
+# ---------------------------------------------------------------- tmpfs daemon
+
+class NsOutboxd(Outboxd):
+    """outboxd in a private mount namespace, its spool a small tmpfs:
+    unshare -m, mount, exec. The daemon's view of the spool is read
+    through /proc/PID/root."""
+
+    def __init__(self, *a, tmpfs_size="256k", **kw):
+        super().__init__(*a, **kw)
+        self.tmpfs_size = tmpfs_size
+
+    def spawn(self, args=None):
+        if self.port is None:
+            self.port = free_port()
+        self.write_config()
+        os.makedirs(self.spool, exist_ok=True)
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                'mount -t tmpfs -o size="$1",mode=0700 tmpfs "$2" && shift 2 && exec "$@"',
+                "sh", self.tmpfs_size, self.spool,
+                outboxd_path(), "-f", "-c", self.config_path] + list(args or [])
+        with open(self.log_path, "ab") as f:
+            f.write(("---- %s start: %s\n" % (time.strftime("%H:%M:%S"),
+                                              " ".join(argv))).encode())
+        self.log_offset = self.log_size()
+        self.proc = harness.Proc(argv, self.name, self.dir, env=self.proc_env())
+        return self.proc
+
+    def ns_entries(self, sub):
+        path = "/proc/%d/root%s/%s" % (self.proc.pid, self.spool, sub)
+        return sorted(os.listdir(path))
+
+
+def can_mount_tmpfs(workdir):
+    mnt = os.path.join(workdir, "probe-mnt")
+    os.makedirs(mnt, exist_ok=True)
+    try:
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            'mount -t tmpfs -o size=64k tmpfs "$0" && touch "$0/x"', mnt],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, repr(e)
+    return r.returncode == 0, r.stdout.decode(errors="replace").strip()
+
+
+# ---------------------------------------------------------------- the tests
+
+class Faults(OutboxTestCase):
+
+    def daemon(self, sh, **kw):
+        env = dict(ENV_1POOL)
+        env.update(kw.pop("env", {}))
+        return self.outboxd(relay=[sh.port], env=env, **kw)
+
+    def quiet(self, d, timeout=10):
+        """Wait until the queue is empty and the pool thread exists (a
+        delivery has run), so that an attach sees only the next transaction."""
+        harness.wait_for(lambda: not d.queued() and not d.spool_entries("msg")
+                         and not d.spool_entries("tmp"), timeout, "idle spool")
+        time.sleep(0.3)
+
+    def warm_up(self, d, sh, tag):
+        """One delivered message: creates the libuv pool thread."""
+        data = marker_message(tag)
+        code, text = raw_send(d.port, data)
+        self.assertEqual(code, 250, "warm-up message: %s" % text)
+        harness.wait_for(lambda: with_marker(sh, tag), 20, "warm-up %s delivered" % tag)
+        self.quiet(d)
+
+    # ------------------------------------------------------------ D2
+    def test_d2_syscall_order(self):
+        """message writes -> fsync(file) -> rename into msg/ -> fsync(msg/) ->
+        envelope write -> fsync -> rename into env/ -> fsync(env/) -> 250."""
+        require_strace(self)
+        sh = self.smarthost()
+        d = self.daemon(sh)
+        self.warm_up(d, sh, "D2-WARM")
+        out = os.path.join(self.tmp, "d2.trace")
+        st = Strace(self.tmp, [d.proc.pid], [
+            "trace=write,writev,pwrite64,pwritev,fsync,fdatasync,rename,renameat,"
+            "renameat2,linkat,sendto,sendmsg,openat,close"], out=out, follow=True)
+        data = marker_message("D2-ORDER", size=150000)  # several writes
+        code, text = raw_send(d.port, data)
+        self.assertEqual(code, 250, text)
+        qid = harness.queue_id_of(text)
+        self.assertIsNotNone(qid, text)
+        msgs = sh.wait_messages(2, 20)
+        self.quiet(d)
+        st.detach()
+        calls = parse_trace(out)
+        spool = os.path.realpath(d.spool)
+        tmp_msg = "%s/tmp/%s.msg" % (spool, qid)
+        tmp_env = "%s/tmp/%s.env" % (spool, qid)
+        msg_dir, env_dir, tmp_dir = spool + "/msg", spool + "/env", spool + "/tmp"
+
+        def writes_to(path):
+            return [c for c in calls if c.name in ("write", "writev", "pwrite64", "pwritev")
+                    and c.fd_path() == path]
+
+        def fsyncs_of(path):
+            return [c for c in calls if c.name in ("fsync", "fdatasync") and c.fd_path() == path]
+
+        def renames(src, dst_dir, dst):
+            return [c for c in calls if c.name.startswith("rename")
+                    and ('"%s"' % src) in c.args and ('"%s"' % dst) in c.args
+                    and c.fd_path(0) == tmp_dir and c.fd_path(1) == dst_dir]
+
+        content = writes_to(tmp_msg)
+        self.assertTrue(content, "no write to %s in the trace (%s)" % (tmp_msg, out))
+        written = sum(int(c.ret) for c in content)
+        delivered = [m for m in msgs if b"X-Marker: D2-ORDER\r\n" in m.data][0]
+        self.assertEqual(written, len(delivered.data),
+                         "bytes written to the queue file != bytes delivered")
+        self.assertEqual(delivered.body(), data)
+        f_msg = fsyncs_of(tmp_msg)
+        self.assertEqual(len(f_msg), 1, "fsync of the message file: %r" % f_msg)
+        r_msg = renames("%s.msg" % qid, msg_dir, qid)
+        self.assertEqual(len(r_msg), 1, "rename tmp/ID.msg -> msg/ID: %r" % r_msg)
+        f_msgdir = [c for c in fsyncs_of(msg_dir) if c.start > r_msg[0].end]
+        self.assertTrue(f_msgdir, "no fsync of msg/ after the rename")
+        env_w = writes_to(tmp_env)
+        self.assertTrue(env_w, "no envelope write")
+        f_env = fsyncs_of(tmp_env)
+        self.assertEqual(len(f_env), 1, "fsync of the envelope: %r" % f_env)
+        r_env = renames("%s.env" % qid, env_dir, qid)
+        self.assertEqual(len(r_env), 1, "rename tmp/ID.env -> env/ID: %r" % r_env)
+        f_envdir = [c for c in fsyncs_of(env_dir) if c.start > r_env[0].end]
+        self.assertTrue(f_envdir, "no fsync of env/ after the rename")
+        ok = [c for c in calls if c.name in ("write", "writev", "sendto", "sendmsg")
+              and (c.fd_path() or "").startswith("socket:")
+              and "250 2.0.0" in c.args and qid in c.args]
+        self.assertEqual(len(ok), 1, "the 250 reply to the client: %r" % ok)
+        steps = [("last message write", content[-1]), ("fsync(message)", f_msg[0]),
+                 ("rename into msg/", r_msg[0]), ("fsync(msg/)", f_msgdir[0]),
+                 ("envelope write", env_w[-1]), ("fsync(envelope)", f_env[0]),
+                 ("rename into env/", r_env[0]), ("fsync(env/)", f_envdir[0]),
+                 ("250 to the client", ok[0])]
+        self.assertTrue(all(c.ret is not None and not c.ret.startswith("-1")
+                            for _, c in steps[:-1]), "a step failed: %r" % steps)
+        self.assertLess(content[0].start, f_msg[0].start)
+        for (n1, c1), (n2, c2) in zip(steps, steps[1:]):
+            self.assertLess(c1.end, c2.start, "%s must finish before %s starts:\n  %r\n  %r"
+                            % (n1, n2, c1, c2))
+        self.assertLess(env_w[0].start, f_env[0].start)
+        self.assertGreater(env_w[0].start, f_msgdir[0].end,
+                           "envelope written before msg/ was synced")
+
+    # ------------------------------------------------------------ D3
+    def test_d3_fsync_eio_every_commit_fsync(self):
+        """EIO from each of the 4 fsyncs of a commit (message, msg/, envelope,
+        env/): 451 4.3.0, nothing left, no retried fsync; the daemon serves on."""
+        require_strace(self)
+        sh = self.smarthost()
+        d = self.daemon(sh)
+        self.warm_up(d, sh, "D3-WARM")
+        spool = os.path.realpath(d.spool)
+        for n in range(1, 5):
+            out = os.path.join(self.tmp, "d3-%d.trace" % n)
+            st = Strace(self.tmp, [d.proc.pid], [
+                "trace=fsync,fdatasync,write,renameat,renameat2,unlinkat",
+                "inject=fsync:error=EIO:when=%d" % n], out=out, follow=True)
+            code, text = raw_send(d.port, marker_message("D3-FAIL-%d" % n))
+            time.sleep(0.3)
+            st.detach()
+            self.assertTrue(d.alive(), "daemon died after fsync EIO #%d" % n)
+            self.assertEqual(code, 451, "fsync #%d failed: reply %r %r" % (n, code, text))
+            self.assertTrue(text.startswith("4.3.0"), text)
+            calls = parse_trace(out)
+            bad = [c for c in calls if c.name == "fsync" and "EIO" in (c.ret or "")]
+            self.assertEqual(len(bad), 1, "injected fsync failures seen: %r" % bad)
+            path = bad[0].fd_path() or ""
+            want = {1: r"/tmp/%s\.msg$" % harness.QID, 2: r"/msg$",
+                    3: r"/tmp/%s\.env$" % harness.QID, 4: r"/env$"}[n]
+            self.assertTrue(path.startswith(spool) and re.search(want, path),
+                            "fsync #%d hit %r, expected %s" % (n, path, want))
+            again = [c for c in calls if c.name in ("fsync", "fdatasync")
+                     and c.start > bad[0].end and c.fd_path() == path]
+            self.assertEqual(again, [], "fsync retried after EIO (fsyncgate): %r" % again)
+            self.assertFalse([c for c in calls if "250 2.0.0" in c.args],
+                             "250 written after fsync EIO #%d" % n)
+            harness.wait_for(lambda: not d.spool_entries("tmp"), 3, "tmp/ empty")
+            self.assertEqual(d.spool_entries("env"), [], "fsync #%d: env/ not empty" % n)
+            self.assertEqual(d.spool_entries("msg"), [], "fsync #%d: msg/ not empty" % n)
+        d.wait_log(r"queue file write error", 5)
+        data = marker_message("D3-AFTER")
+        code, text = raw_send(d.port, data)
+        self.assertEqual(code, 250, "after the faults: %s" % text)
+        harness.wait_for(lambda: with_marker(sh, "D3-AFTER"), 20, "D3-AFTER delivered")
+        self.assertEqual(with_marker(sh, "D3-AFTER")[0].body(), data)
+        time.sleep(0.5)
+        self.assertFalse([m for m in sh.messages() if b"X-Marker: D3-FAIL" in m.data],
+                         "a message answered 451 was delivered")
+
+    # ------------------------------------------------------------ D4
+    def test_d4_disk_full_tmpfs(self):
+        """A real full file system: a 256 KiB tmpfs spool and a 400 KB message:
+        452 4.3.1 (or 451 4.3.0), nothing partial left, daemon alive; then a
+        small message gets 250 and is delivered; the big one fails again."""
+        ok, why = can_mount_tmpfs(self.tmp)
+        if not ok:
+            self.skipTest("cannot mount a tmpfs in a private mount namespace: %s" % why)
+        sh = self.smarthost()
+        d = NsOutboxd(self.tmp, name="outboxd1", relay=[sh.port], tmpfs_size="256k")
+        self._daemons.append(d)
+        d.start()
+        self.assertEqual(d.ns_entries("tmp"), [])
+        big = marker_message("D4-BIG", size=400000)
+        for attempt in (1, 2):
+            code, text = raw_send(d.port, big)
+            self.assertIn(code, (452, 451), "attempt %d: %r %r" % (attempt, code, text))
+            self.assertTrue(text.startswith("4.3.1" if code == 452 else "4.3.0"), text)
+            self.assertTrue(d.alive(), "daemon died on ENOSPC")
+            harness.wait_for(lambda: not d.ns_entries("tmp"), 3, "tmp/ empty on the tmpfs")
+            self.assertEqual(d.ns_entries("env"), [])
+            self.assertEqual(d.ns_entries("msg"), [])
+            small = marker_message("D4-SMALL-%d" % attempt)
+            code, text = raw_send(d.port, small)
+            self.assertEqual(code, 250, "small message after ENOSPC: %s" % text)
+            harness.wait_for(lambda: with_marker(sh, "D4-SMALL-%d" % attempt), 20,
+                             "small message delivered")
+            self.assertEqual(with_marker(sh, "D4-SMALL-%d" % attempt)[0].body(), small)
+        self.assertEqual(with_marker(sh, "D4-BIG"), [], "the refused message was delivered")
+        d.wait_log(r"(?i)no space left on device", 5)
+
+    def test_d4_enospc_injected_on_envelope_write(self):
+        """ENOSPC at the envelope write (after the message is in msg/):
+        452 4.3.1, msg/ cleaned up, daemon keeps serving."""
+        require_strace(self)
+        sh = self.smarthost()
+        d = self.daemon(sh)
+        self.warm_up(d, sh, "D4E-WARM")
+        pool = [t for t in tasks(d.proc.pid) if t != d.proc.pid]
+        self.assertTrue(pool, "no libuv pool thread after a delivery")
+        # Pool thread writes of one small commit: message, eventfd, envelope.
+        st = Strace(self.tmp, pool, ["trace=write",
+                                     "inject=write:error=ENOSPC:when=3"])
+        code, text = raw_send(d.port, marker_message("D4E-FAIL"))
+        time.sleep(0.3)
+        st.detach()
+        self.assertEqual(code, 452, text)
+        self.assertTrue(text.startswith("4.3.1"), text)
+        harness.wait_for(lambda: not d.spool_entries("tmp"), 3, "tmp/ empty")
+        self.assertEqual(d.spool_entries("msg"), [])
+        self.assertEqual(d.spool_entries("env"), [])
+        d.wait_log(r"spool commit failed at write envelope", 5)
+        data = marker_message("D4E-AFTER")
+        code, text = raw_send(d.port, data)
+        self.assertEqual(code, 250, text)
+        harness.wait_for(lambda: with_marker(sh, "D4E-AFTER"), 20, "delivered")
+        self.assertEqual(with_marker(sh, "D4E-FAIL"), [])
+
+    # ------------------------------------------------------------ D1
+    def test_d1_kill9_at_every_step(self):
+        """SIGKILL just before each spool syscall of one acceptance and its
+        delivery (each openat/write/fsync/renameat/close/unlinkat of the pool thread,
+        the queue-file create and the 354/250 writes of the main thread).
+        250 => delivered at least once, byte-identical; no 250 => 0 or 1
+        complete copies; tmp/ empty after restart; never partial."""
+        require_strace(self)
+        t_start = time.monotonic()
+        sh = self.smarthost()
+        d = self.daemon(sh, settings={"log": {"level": "info"}})
+        self.warm_up(d, sh, "D1-WARM")
+        plan = self.d1_calibrate(d, sh)
+        self.assertGreaterEqual(len(plan), 12, "too few kill points found: %r" % plan)
+        results = []
+        for i, (role, cls, n, what) in enumerate(plan):
+            if time.monotonic() - t_start > 70:
+                break
+            results.append(self.d1_one_kill(d, sh, i, role, cls, n, what))
+        killed = [r for r in results if r["killed"]]
+        summary = "\n".join("  %-4s %-8s #%-2d %-38s killed=%s 250=%s copies=%d" % (
+            r["role"], r["cls"], r["n"], r["what"][:38], r["killed"], r["got250"],
+            r["copies"]) for r in results)
+        print("\n  D1 kill points (%d runs, %.0fs):\n%s" % (
+            len(results), time.monotonic() - t_start, summary))
+        problems = [p for r in results for p in r["problems"]]
+        self.assertEqual(problems, [], "\n" + summary)
+        self.assertGreaterEqual(len(killed), 12, "kills that hit the transaction:\n" + summary)
+        self.assertTrue(any(r["got250"] for r in killed), "no kill after the 250")
+        self.assertTrue(any(not r["got250"] for r in killed), "no kill before the 250")
+        self.assertTrue(any(not r["got250"] and r["copies"] == 1 for r in killed),
+                        "no kill inside the commit-to-250 window:\n" + summary)
+
+    def d1_calibrate(self, d, sh):
+        """Trace one acceptance + delivery; the kill plan is every spool call
+        of the pool thread and the main thread's queue-file create and
+        354/250 replies, numbered per thread and syscall as strace counts."""
+        out = os.path.join(self.tmp, "d1-calibrate.trace")
+        st = Strace(self.tmp, [d.proc.pid], ["trace=" + ",".join(SPOOL_CLASSES)],
+                    out=out, follow=True)
+        code, text = raw_send(d.port, marker_message("D1-CAL"))
+        self.assertEqual(code, 250, text)
+        harness.wait_for(lambda: with_marker(sh, "D1-CAL"), 20, "calibration delivered")
+        self.quiet(d)
+        st.detach()
+        spool = os.path.realpath(d.spool)
+        seen, plan = {}, []
+        for c in parse_trace(out):
+            role = "main" if c.tid == d.proc.pid else "pool"
+            key = (role, c.name)
+            seen[key] = seen.get(key, 0) + 1
+            path = c.fd_path() or ""
+            interesting = (role == "pool" or
+                           (c.name == "openat" and path.startswith(spool)) or
+                           (c.name == "write" and path.startswith("socket:")
+                            and ('"354 ' in c.args or '"250 2.0.0' in c.args)))
+            if interesting and len(plan) < 28:
+                desc = "%s %s" % (c.name, path.replace(spool + "/", "") or "?")
+                if '"250 2.0.0' in c.args:
+                    desc = "write 250 to client"
+                elif '"354 ' in c.args:
+                    desc = "write 354 to client"
+                plan.append((role, c.name, seen[key], desc))
+        return plan
+
+    def d1_one_kill(self, d, sh, i, role, cls, n, what):
+        res = {"role": role, "cls": cls, "n": n, "what": what, "killed": False,
+               "got250": False, "copies": 0, "problems": []}
+        if len(tasks(d.proc.pid)) < 2:
+            self.warm_up(d, sh, "D1-WARM-%d" % i)
+        self.quiet(d)
+        pid = d.proc.pid
+        tids = [pid] if role == "main" else [t for t in tasks(pid) if t != pid]
+        st = Strace(self.tmp, tids, ["trace=" + cls,
+                                     "inject=%s:signal=SIGKILL:when=%d" % (cls, n)])
+        marker = "D1-%02d-%s-%s-%d" % (i, role, cls, n)
+        data = marker_message(marker)
+        code, text = raw_send(d.port, data, timeout=10)
+        res["got250"] = code == 250
+        rc = d.proc.wait(5 if res["got250"] else 3)
+        res["killed"] = rc is not None
+        if rc is None:
+            st.detach()
+            res["problems"].append("%s: kill point never reached (%s #%d, %s)"
+                                   % (marker, cls, n, what))
+            harness.wait_for(lambda: not d.queued(), 20, "queue drained")
+        else:
+            st.detach()
+            d.exited.append(rc)
+            d.proc = None
+            if rc != -signal.SIGKILL:
+                res["problems"].append("%s: daemon exit %r, not SIGKILL" % (marker, rc))
+            d.start()
+            try:
+                harness.wait_for(lambda: not d.queued(), 20, "queue drained after restart")
+            except HarnessError as e:
+                res["problems"].append("%s: %s" % (marker, e))
+        time.sleep(0.3)
+        copies = with_marker(sh, marker)
+        res["copies"] = len(copies)
+        for m in copies:
+            if m.body() != data:
+                res["problems"].append("%s: delivered copy differs (%d vs %d bytes)"
+                                       % (marker, len(m.body()), len(data)))
+        if res["got250"] and not copies:
+            res["problems"].append("%s: got 250, never delivered (lost)" % marker)
+        if not res["got250"] and len(copies) > 1:
+            res["problems"].append("%s: no 250 but %d copies" % (marker, len(copies)))
+        if res["got250"] and len(copies) > 2:
+            res["problems"].append("%s: %d copies" % (marker, len(copies)))
+        for sub in ("tmp", "msg", "env", "corrupt"):
+            if d.spool_entries(sub):
+                res["problems"].append("%s: %s/ not empty after restart: %r" % (
+                    marker, sub, d.spool_entries(sub)))
+        return res
+
+
+if __name__ == "__main__":
+    harness.main()
