@@ -2,7 +2,8 @@
 /*
  * config: read the INI file with inih, apply OUTBOX_<SECTION>_<KEY>
  * environment overrides, validate with the pure config_check(), then check
- * the files the configuration names (password_file, ca_file).
+ * the files the configuration names (password_file, and ca_file in
+ * [relay] and [mx]).
  *
  * inih's handler is not told the line number (Debian builds it without
  * INI_HANDLER_LINENO; defining it here would break the ABI, LIBRARIES.md
@@ -264,6 +265,8 @@ env_apply_one(struct config_load *c, const char *var)
  * Apply the overrides in name order, so that the first error reported
  * does not depend on the order of the environment. Only the six section
  * prefixes count: OUTBOX_CONFIG and test variables are not overrides.
+ * OUTBOX_MX_* reaches [mx] like any other; OUTBOX_REWRITE_* is refused
+ * by config_check_section() as [rewrite] is in a file.
  */
 static int
 load_env(struct config_load *c)
@@ -289,10 +292,11 @@ load_env(struct config_load *c)
 
 /* A file the config names must exist; secrets must not be open to others. */
 static int
-load_check_file(const struct config_raw *raw, const char *key,
-		const char *path, bool secret, char *err, size_t errlen)
+load_check_file(const struct config_raw *raw, const char *section,
+		const char *key, const char *path, bool secret, char *err,
+		size_t errlen)
 {
-	const struct config_entry *e = config_raw_find(raw, "relay", key);
+	const struct config_entry *e = config_raw_find(raw, section, key);
 	const char *src = e != NULL ? e->source : "defaults";
 	struct stat st;
 	if (path[0] == '\0')
@@ -317,6 +321,21 @@ load_check_file(const struct config_raw *raw, const char *key,
 	return 0;
 }
 
+/* The files the configuration names: [relay]'s first, then [mx]'s. */
+static int
+load_check_files(const struct config_raw *raw, const struct config *cfg,
+		 char *err, size_t errlen)
+{
+	if (load_check_file(raw, "relay", "password_file",
+			    cfg->relay.password_file, true, err, errlen) < 0 ||
+	    load_check_file(raw, "relay", "ca_file", cfg->relay.ca_file, false,
+			    err, errlen) < 0 ||
+	    load_check_file(raw, "mx", "ca_file", cfg->mx.ca_file, false, err,
+			    errlen) < 0)
+		return -1;
+	return 0;
+}
+
 static int
 load_finish(struct config_load *c, struct config *out, char *err,
 	    size_t errlen)
@@ -325,10 +344,7 @@ load_finish(struct config_load *c, struct config *out, char *err,
 	int rc = -1;
 	if (c->failed || load_env(c) < 0 ||
 	    config_check(&c->raw, &cfg, c->err, sizeof c->err) < 0 ||
-	    load_check_file(&c->raw, "password_file", cfg.relay.password_file,
-			    true, c->err, sizeof c->err) < 0 ||
-	    load_check_file(&c->raw, "ca_file", cfg.relay.ca_file, false,
-			    c->err, sizeof c->err) < 0)
+	    load_check_files(&c->raw, &cfg, c->err, sizeof c->err) < 0)
 		goto out;
 	*out = cfg;
 	rc = 0;
@@ -426,7 +442,9 @@ config_load(const char *path, struct config *out, char *err, size_t errlen)
 
 const char config_local_ini[] =
 	"; outboxd --local: a relay for one developer, no root needed.\n"
-	"; The relay host comes from OUTBOX_RELAY_HOST.\n"
+	"; Mail goes to the smarthost in OUTBOX_RELAY_HOST if it is set,\n"
+	"; else straight to each recipient domain's MX hosts ([mx]\n"
+	"; defaults; OUTBOX_MX_* overrides them).\n"
 	"[listen]\n"
 	"address = 127.0.0.1:2525\n"
 	"[spool]\n"

@@ -156,6 +156,24 @@ set_uint(const struct config_key *k, const char *v, struct config *c,
 	return 0;
 }
 
+/* A uint16_t field, such as a port; the range comes from the table. */
+static int
+set_u16(const struct config_key *k, const char *v, struct config *c,
+	char *msg, size_t msglen)
+{
+	char s[SHOW_MAX + 1];
+	uint64_t n;
+	if (str_to_u64(v, 0, UINT64_MAX, &n) < 0) {
+		key_msg(msg, msglen, "bad number '%s' for %s",
+			show(s, sizeof s, v), k->key);
+		return -1;
+	}
+	if (key_range(k, n, msg, msglen) < 0)
+		return -1;
+	*(uint16_t *)key_field(k, c) = (uint16_t)n;
+	return 0;
+}
+
 /* A string field; min 1 means it must not be empty. */
 static int
 set_string(const struct config_key *k, const char *v, struct config *c,
@@ -249,6 +267,22 @@ set_tls(const struct config_key *k, const char *v, struct config *c,
 }
 
 static int
+set_mx_tls(const struct config_key *k, const char *v, struct config *c,
+	   char *msg, size_t msglen)
+{
+	static const char *const names[] = { "opportunistic", "required",
+					     "none", NULL };
+	static const enum config_mx_tls vals[] = {
+		CONFIG_MX_TLS_OPPORTUNISTIC, CONFIG_MX_TLS_REQUIRED,
+		CONFIG_MX_TLS_NONE };
+	int i = key_enum(k, v, names, msg, msglen);
+	if (i < 0)
+		return -1;
+	c->mx.tls = vals[i];
+	return 0;
+}
+
+static int
 set_log_target(const struct config_key *k, const char *v, struct config *c,
 	       char *msg, size_t msglen)
 {
@@ -295,14 +329,25 @@ list_too_many(const struct config_key *k, size_t max, char *msg,
 	return -1;
 }
 
+/* How one host:port list is read. */
+struct hostport_rule {
+	uint16_t defport;
+	bool port0_ok;
+	const char *ip_only; /* NULL: names allowed; else why they are not */
+};
+
+/* key_hostports() parses into one scratch array sized for the longest list. */
+#define HOSTPORT_TMP_MAX CONFIG_MAX_LISTEN
+_Static_assert(CONFIG_MAX_RELAYS <= HOSTPORT_TMP_MAX &&
+	       CONFIG_MAX_DNS <= HOSTPORT_TMP_MAX, "hostport scratch size");
+
 /* Parse a host:port list into out[max]; *count is set on success only. */
 static int
-key_hostports(const struct config_key *k, const char *v, uint16_t defport,
-	      bool listen, struct config_hostport *out, size_t max,
-	      size_t *count, char *msg, size_t msglen)
+key_hostports(const struct config_key *k, const char *v,
+	      const struct hostport_rule *r, struct config_hostport *out,
+	      size_t max, size_t *count, char *msg, size_t msglen)
 {
-	struct config_hostport tmp[CONFIG_MAX_LISTEN > CONFIG_MAX_RELAYS ?
-				   CONFIG_MAX_LISTEN : CONFIG_MAX_RELAYS];
+	struct config_hostport tmp[HOSTPORT_TMP_MAX];
 	size_t n = 0, len;
 	char s[SHOW_MAX + 1];
 	/* Zeroed, so that equal configs are equal byte for byte. */
@@ -310,12 +355,11 @@ key_hostports(const struct config_key *k, const char *v, uint16_t defport,
 	for (const char *p = v; (p = list_next(p, &len)) != NULL; p += len) {
 		if (n == max)
 			return list_too_many(k, max, msg, msglen);
-		if (config_value_hostport(p, len, defport, listen, &tmp[n],
-					  msg, msglen) < 0)
+		if (config_value_hostport(p, len, r->defport, r->port0_ok,
+					  &tmp[n], msg, msglen) < 0)
 			return -1;
-		if (listen && !config_value_is_ip(tmp[n].host)) {
-			key_msg(msg, msglen, "listen address must be an IP "
-				"address, not a name, in '%s'",
+		if (r->ip_only != NULL && !config_value_is_ip(tmp[n].host)) {
+			key_msg(msg, msglen, "%s, in '%s'", r->ip_only,
 				str_sanitize(s, sizeof s, p, len));
 			return -1;
 		}
@@ -330,12 +374,14 @@ static int
 set_listen(const struct config_key *k, const char *v, struct config *c,
 	   char *msg, size_t msglen)
 {
+	static const struct hostport_rule rule = { 25, true,
+		"listen address must be an IP address, not a name" };
 	size_t len;
 	if (list_next(v, &len) == NULL) {
 		key_msg(msg, msglen, "%s must not be empty", k->key);
 		return -1;
 	}
-	return key_hostports(k, v, 25, true, c->listen.address,
+	return key_hostports(k, v, &rule, c->listen.address,
 			     CONFIG_MAX_LISTEN, &c->listen.naddress, msg,
 			     msglen);
 }
@@ -344,8 +390,25 @@ static int
 set_relay_host(const struct config_key *k, const char *v, struct config *c,
 	       char *msg, size_t msglen)
 {
-	return key_hostports(k, v, 587, false, c->relay.host,
-			     CONFIG_MAX_RELAYS, &c->relay.nhost, msg, msglen);
+	static const struct hostport_rule rule = { 587, false, NULL };
+	return key_hostports(k, v, &rule, c->relay.host, CONFIG_MAX_RELAYS,
+			     &c->relay.nhost, msg, msglen);
+}
+
+/*
+ * c-ares takes only IP addresses ("localhost:53" is a misformatted
+ * string) and wraps ports above 65535 silently (LIBRARIES.md 3.3), so
+ * both are refused here, where the message can name the line. Port 0
+ * would mean "the default" to c-ares; it is refused as a likely typo.
+ */
+static int
+set_dns_servers(const struct config_key *k, const char *v, struct config *c,
+		char *msg, size_t msglen)
+{
+	static const struct hostport_rule rule = { 53, false,
+		"DNS server must be an IP address, not a name" };
+	return key_hostports(k, v, &rule, c->mx.dns_servers, CONFIG_MAX_DNS,
+			     &c->mx.ndns_servers, msg, msglen);
 }
 
 static int
@@ -407,6 +470,14 @@ static const struct config_key config_keys[] = {
 	    .size = SZ(relay.user)),
 	KEY("relay", "password_file", "", set_string,
 	    .off = F(relay.password_file), .size = SZ(relay.password_file)),
+	KEY("mx", "port", "25", set_u16, .off = F(mx.port), .min = 1,
+	    .max = 65535),
+	KEY("mx", "tls", "opportunistic", set_mx_tls),
+	KEY("mx", "dns_servers", "", set_dns_servers),
+	KEY("mx", "connections_per_domain", "10", set_uint,
+	    .off = F(mx.connections_per_domain), .min = 1, .max = 1000),
+	KEY("mx", "ca_file", "", set_string, .off = F(mx.ca_file),
+	    .size = SZ(mx.ca_file)),
 	KEY("log", "target", "stderr", set_log_target),
 	KEY("log", "level", "info", set_log_level),
 };
@@ -437,8 +508,8 @@ int
 config_check_section(const char *section, char *msg, size_t msglen)
 {
 	static const char *const known[] = { "listen", "spool", "relay",
-					     "log" };
-	static const char *const later[] = { "mx", "rewrite" };
+					     "mx", "log" };
+	static const char *const later[] = { "rewrite" };
 	char s[SHOW_MAX + 1];
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (strcmp(section, known[i]) == 0)
@@ -476,7 +547,7 @@ config_check_entry(const struct config_entry *e, struct config *out,
 	if (e->section[0] == '\0')
 		return check_fail(err, errlen, e->source, "key '%s' is outside "
 				  "any section (add [listen], [spool], "
-				  "[relay] or [log] above it)",
+				  "[relay], [mx] or [log] above it)",
 				  show(s, sizeof s, e->key));
 	if (config_check_section(e->section, msg, sizeof msg) < 0)
 		return check_fail(err, errlen, e->source, "%s", msg);

@@ -99,8 +99,8 @@ test_line_numbers(void)
 	load_bad("[log]\n\n  [spool\ndir = x\n", "t.ini:3: syntax error: "
 		 "expected '[section]'");
 	load_bad("address = 127.0.0.1:25\n", "t.ini:1: key 'address' is "
-		 "outside any section (add [listen], [spool], [relay] or "
-		 "[log] above it)");
+		 "outside any section (add [listen], [spool], [relay], [mx] "
+		 "or [log] above it)");
 	load_bad("[spool]\nretry_max = 30s\n", "t.ini:2: retry_max (30s) must "
 		 "not be less than retry_min (1m)");
 	load_bad("[spool]\nretry_min = 3h\n\n", "t.ini:2: retry_max (1h) must "
@@ -114,13 +114,67 @@ static void
 test_sections(void)
 {
 	load_bad("[listen]\n[foo]\n", "t.ini:2: unknown section [foo]");
-	load_bad("[log]\nlevel = info\n\n[mx]\n; nothing here\n",
-		 "t.ini:4: section [mx] is not supported yet");
+	load_ok("[log]\nlevel = info\n\n[mx]\n; nothing here\n");
+	load_bad("[mx]\n[MX]\nport = 25\n", "t.ini:2: unknown section [MX]");
+	load_bad("[mx]\n[rewrite]\n", "t.ini:2: section [rewrite] is not "
+		 "supported yet");
 	load_bad("[rewrite]\nfrom = a@b\n",
 		 "t.ini:1: section [rewrite] is not supported yet");
 	load_bad("[log]\n  [rewrite] ; later\n",
 		 "t.ini:2: section [rewrite] is not supported yet");
 	load_bad("[Log]\n", "t.ini:1: unknown section [Log]");
+}
+
+/* [mx]: every key, and its errors at their own lines. */
+static void
+test_mx(void)
+{
+	struct config c = load_ok("[relay]\nhost =\n\n[mx]\n"
+				  "port = 2525\n"
+				  "tls = required ; for the test MX\n"
+				  "dns_servers = 127.0.0.1:10053, [::1]\n"
+				  "connections_per_domain = 3\n");
+	CHECK_EQ(c.relay.nhost, 0);
+	CHECK_EQ(c.mx.port, 2525);
+	CHECK_EQ(c.mx.tls, CONFIG_MX_TLS_REQUIRED);
+	CHECK_EQ(c.mx.ndns_servers, 2);
+	CHECK_STR_EQ(c.mx.dns_servers[0].host, "127.0.0.1");
+	CHECK_EQ(c.mx.dns_servers[0].port, 10053);
+	CHECK_STR_EQ(c.mx.dns_servers[1].host, "::1");
+	CHECK_EQ(c.mx.dns_servers[1].port, 53);
+	CHECK_EQ(c.mx.connections_per_domain, 3);
+	CHECK_STR_EQ(c.mx.ca_file, "");
+	/* Defaults when [mx] is absent or empty. */
+	c = load_ok("[mx]\n");
+	CHECK_EQ(c.mx.port, 25);
+	CHECK_EQ(c.mx.tls, CONFIG_MX_TLS_OPPORTUNISTIC);
+	CHECK_EQ(c.mx.ndns_servers, 0);
+	CHECK_EQ(c.mx.connections_per_domain, 10);
+
+	load_bad("[mx]\n\nport = 0\n", "t.ini:3: port must not be 0");
+	load_bad("[mx]\nport = 65536\n", "t.ini:2: port is too large (at "
+		 "most 65535)");
+	load_bad("[log]\nlevel = info\n[mx]\ntls = required\ntls = maybe\n",
+		 "t.ini:5: bad value 'maybe' for tls (use opportunistic, "
+		 "required or none)");
+	load_bad("[mx]\r\n; c\r\ndns_servers = localhost:53\r\n",
+		 "t.ini:3: DNS server must be an IP address, not a name, in "
+		 "'localhost:53'");
+	load_bad("[mx]\ndns_servers = 127.0.0.1:53 127.0.0.1:99999\n",
+		 "t.ini:2: port out of range in '127.0.0.1:99999'");
+	load_bad("[mx]\ndns_servers = 127.0.0.1:0\n",
+		 "t.ini:2: port out of range in '127.0.0.1:0'");
+	load_bad("[mx]\ndns_servers = 1.1.1.1 2.2.2.2 3.3.3.3 4.4.4.4 5.5.5.5 "
+		 "6.6.6.6 7.7.7.7 8.8.8.8 9.9.9.9\n", "t.ini:2: too many "
+		 "entries in dns_servers (at most 8)");
+	load_bad("[mx]\nport = 25\n\nconnections_per_domain = 1001\n",
+		 "t.ini:4: connections_per_domain is too large (at most 1000)");
+	load_bad("[mx]\nconnections_per_domain = 0\n", "t.ini:2: "
+		 "connections_per_domain must not be 0");
+	load_bad("[mx]\nretry_min = 1m\n", "t.ini:2: unknown key "
+		 "'retry_min' in [mx]");
+	load_bad("[spool]\nretry_min = 1m\n[mx]\nport = x\n", "t.ini:4: "
+		 "bad number 'x' for port");
 }
 
 /* Lines up to CONFIG_LINE_MAX arrive whole; longer ones are refused. */
@@ -179,7 +233,9 @@ clear_env(void)
 		"OUTBOX_RELAY_USER", "OUTBOX_RELAY_PASSWORD_FILE",
 		"OUTBOX_SPOOL_RETRY_MAX", "OUTBOX_REWRITE_FROM", "OUTBOX_RELAY_",
 		"OUTBOXD", "OUTBOX_CLI", "OUTBOX_LISTEN_MAX_MESSAGE_SIZE",
-		"OUTBOX_TEST_CLIENT_TIMEOUT",
+		"OUTBOX_TEST_CLIENT_TIMEOUT", "OUTBOX_MX_DNS_SERVERS",
+		"OUTBOX_MX_TLS", "OUTBOX_MX_CONNECTIONS_PER_DOMAIN",
+		"OUTBOX_MX_CA_FILE", "OUTBOX_MX_DNS", "OUTBOX_RELAY_CA_FILE",
 	};
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
 		unsetenv(vars[i]);
@@ -228,10 +284,9 @@ test_env(void)
 	setenv("OUTBOX_RELAY_", "a", 1);
 	load_bad("", "environment OUTBOX_RELAY_: unknown key '' in [relay]");
 	unsetenv("OUTBOX_RELAY_");
-	setenv("OUTBOX_MX_PORT", "25", 1);
-	load_bad("", "environment OUTBOX_MX_PORT: section [mx] is not "
-		 "supported yet");
-	unsetenv("OUTBOX_MX_PORT");
+	setenv("OUTBOX_MX_DNS", "127.0.0.1", 1);
+	load_bad("", "environment OUTBOX_MX_DNS: unknown key 'dns' in [mx]");
+	unsetenv("OUTBOX_MX_DNS");
 	setenv("OUTBOX_REWRITE_FROM", "a@b", 1);
 	load_bad("", "environment OUTBOX_REWRITE_FROM: section [rewrite] is "
 		 "not supported yet");
@@ -260,6 +315,50 @@ test_env(void)
 	clear_env();
 }
 
+/* OUTBOX_MX_* reaches [mx] like the other sections. */
+static void
+test_env_mx(void)
+{
+	clear_env();
+	setenv("OUTBOX_MX_DNS_SERVERS", "127.0.0.1:5353", 1);
+	struct config c = load_ok("[mx]\ndns_servers = 192.0.2.1 192.0.2.2\n"
+				  "port = 2526\n");
+	CHECK_EQ(c.mx.ndns_servers, 1);
+	CHECK_STR_EQ(c.mx.dns_servers[0].host, "127.0.0.1");
+	CHECK_EQ(c.mx.dns_servers[0].port, 5353);
+	CHECK_EQ(c.mx.port, 2526); /* the file still counts */
+	setenv("OUTBOX_MX_PORT", "10025", 1);
+	setenv("OUTBOX_MX_TLS", "none", 1);
+	setenv("OUTBOX_MX_CONNECTIONS_PER_DOMAIN", "2", 1);
+	c = load_ok("[mx]\nport = 2526\ntls = required\n");
+	CHECK_EQ(c.mx.port, 10025);
+	CHECK_EQ(c.mx.tls, CONFIG_MX_TLS_NONE);
+	CHECK_EQ(c.mx.connections_per_domain, 2);
+	/* An empty override goes back to /etc/resolv.conf. */
+	setenv("OUTBOX_MX_DNS_SERVERS", "", 1);
+	c = load_ok("[mx]\ndns_servers = 192.0.2.1\n");
+	CHECK_EQ(c.mx.ndns_servers, 0);
+	clear_env();
+
+	setenv("OUTBOX_MX_DNS_SERVERS", "localhost:53", 1);
+	load_bad("", "environment OUTBOX_MX_DNS_SERVERS: DNS server must be "
+		 "an IP address, not a name, in 'localhost:53'");
+	setenv("OUTBOX_MX_DNS_SERVERS", "[::1]:65536", 1);
+	load_bad("", "environment OUTBOX_MX_DNS_SERVERS: port out of range in "
+		 "'[::1]:65536'");
+	/* File errors come first. */
+	load_bad("[mx]\nport = 0\n", "t.ini:2: port must not be 0");
+	clear_env();
+	setenv("OUTBOX_MX_PORT", "0", 1);
+	load_bad("[mx]\nport = 25\n", "environment OUTBOX_MX_PORT: port must "
+		 "not be 0");
+	clear_env();
+	setenv("OUTBOX_MX_TLS", "STARTTLS", 1);
+	load_bad("", "environment OUTBOX_MX_TLS: bad value 'STARTTLS' for tls "
+		 "(use opportunistic, required or none)");
+	clear_env();
+}
+
 static void
 test_local(void)
 {
@@ -276,7 +375,17 @@ test_local(void)
 	CHECK_STR_EQ(c.spool.dir, "./spool");
 	CHECK_EQ(c.log.target, LOG_TO_STDERR);
 	CHECK_EQ(c.log.level, LOG_LVL_INFO);
-	CHECK_EQ(c.relay.nhost, 0);
+	CHECK_EQ(c.relay.nhost, 0); /* direct MX delivery */
+	CHECK_EQ(c.mx.port, 25);
+	CHECK_EQ(c.mx.ndns_servers, 0);
+	CHECK(strstr(config_local_ini, "required") == NULL);
+	CHECK(strstr(config_local_ini, "MX hosts") != NULL);
+	setenv("OUTBOX_MX_DNS_SERVERS", "127.0.0.1:10053", 1);
+	CHECK_EQ(config_load_string(config_local_ini, "local", &c, err,
+				    sizeof err), 0);
+	CHECK_EQ(c.mx.ndns_servers, 1);
+	CHECK_EQ(c.mx.dns_servers[0].port, 10053);
+	unsetenv("OUTBOX_MX_DNS_SERVERS");
 	setenv("OUTBOX_RELAY_HOST", "smtp.example.com", 1);
 	CHECK_EQ(config_load_string(config_local_ini, "local", &c, err,
 				    sizeof err), 0);
@@ -305,6 +414,52 @@ relay_ini(const char *path)
 	snprintf(text, sizeof text, "[relay]\nhost = smtp.example.com\n"
 		 "user = me\npassword_file = %s\n", path);
 	return text;
+}
+
+/* [mx] ca_file must exist, like [relay]'s; each error names its own line. */
+static void
+test_mx_ca_file(void)
+{
+	char path[128], want[CONFIG_ERR_MAX], text[CONFIG_PATH_MAX];
+	clear_env();
+	snprintf(path, sizeof path, "%s/mx-ca.pem", tmpdir);
+	unlink(path);
+	snprintf(text, sizeof text, "[log]\nlevel = info\n\n[mx]\n"
+		 "ca_file = %s\n", path);
+	snprintf(want, sizeof want, "t.ini:5: ca_file %s: No such file or "
+		 "directory", path);
+	load_bad(text, want);
+	/* The source is [mx]'s line, not [relay]'s. */
+	snprintf(text, sizeof text, "[relay]\nverify = yes\n[mx]\n"
+		 "ca_file = %s\n", path);
+	snprintf(want, sizeof want, "t.ini:4: ca_file %s: No such file or "
+		 "directory", path);
+	load_bad(text, want);
+	snprintf(text, sizeof text, "[mx]\nca_file = %s\n", tmpdir);
+	snprintf(want, sizeof want, "t.ini:2: ca_file %s is not a regular "
+		 "file", tmpdir);
+	load_bad(text, want);
+
+	write_file(path, "-----BEGIN CERTIFICATE-----\n", 0644);
+	snprintf(text, sizeof text, "[mx]\ntls = required\nca_file = %s\n",
+		 path);
+	struct config c = load_ok(text);
+	CHECK_STR_EQ(c.mx.ca_file, path);
+	CHECK_STR_EQ(c.relay.ca_file, "");
+	/* [relay]'s missing file is reported before [mx]'s good one. */
+	snprintf(text, sizeof text, "[mx]\nca_file = %s\n[relay]\n"
+		 "ca_file = %s/gone.pem\n", path, tmpdir);
+	snprintf(want, sizeof want, "t.ini:4: ca_file %s/gone.pem: No such "
+		 "file or directory", tmpdir);
+	load_bad(text, want);
+
+	/* From the environment, the source is the variable. */
+	unlink(path);
+	setenv("OUTBOX_MX_CA_FILE", path, 1);
+	snprintf(want, sizeof want, "environment OUTBOX_MX_CA_FILE: ca_file "
+		 "%s: No such file or directory", path);
+	load_bad("", want);
+	clear_env();
 }
 
 static void
@@ -385,6 +540,7 @@ test_password(void)
 	char text[CONFIG_PATH_MAX];
 	snprintf(text, sizeof text, "[relay]\nca_file = %s/nope.pem\n", tmpdir);
 	load_bad(text, want);
+	test_mx_ca_file();
 }
 
 static void
@@ -472,7 +628,8 @@ test_reference_ini(void)
 		p += len;
 	}
 	active[n] = '\0';
-	CHECK_EQ(keys, 20); /* every key of [listen] [spool] [relay] [log] */
+	/* every key of [listen] [spool] [relay] [mx] [log] */
+	CHECK_EQ(keys, 25);
 	CHECK_EQ(config_load_string(active, "active", &d, err, sizeof err), 0);
 	config_defaults(&def);
 	CHECK_EQ(d.listen.naddress, def.listen.naddress);
@@ -492,6 +649,22 @@ test_reference_ini(void)
 	CHECK_EQ(d.relay.nhost, 0);
 	CHECK_EQ(d.relay.tls, def.relay.tls);
 	CHECK_EQ(d.relay.verify, def.relay.verify);
+	CHECK_STR_EQ(d.relay.ca_file, def.relay.ca_file);
+	CHECK_STR_EQ(d.relay.user, def.relay.user);
+	CHECK_STR_EQ(d.relay.password_file, def.relay.password_file);
+	CHECK_EQ(d.mx.port, def.mx.port);
+	CHECK_EQ(d.mx.tls, def.mx.tls);
+	CHECK_EQ(d.mx.ndns_servers, def.mx.ndns_servers);
+	CHECK_MEM_EQ(d.mx.dns_servers, def.mx.dns_servers,
+		     sizeof def.mx.dns_servers);
+	CHECK_EQ(d.mx.connections_per_domain, def.mx.connections_per_domain);
+	CHECK_STR_EQ(d.mx.ca_file, def.mx.ca_file);
+	/* Every key was really there: the active text names each. */
+	static const char *const mx_keys[] = { "\nport = 25\n",
+		"\ntls = opportunistic\n", "\ndns_servers =\n",
+		"\nconnections_per_domain = 10\n", "\n[mx]\n" };
+	for (size_t i = 0; i < sizeof mx_keys / sizeof mx_keys[0]; i++)
+		CHECK(strstr(active, mx_keys[i]) != NULL);
 	CHECK_EQ(d.log.target, def.log.target);
 	CHECK_EQ(d.log.level, def.log.level);
 }
@@ -621,8 +794,10 @@ main(void)
 	test_basic();
 	test_line_numbers();
 	test_sections();
+	test_mx();
 	test_long_lines();
 	test_env();
+	test_env_mx();
 	test_local();
 	test_password();
 	test_files();

@@ -47,6 +47,11 @@ test_defaults(void)
 	CHECK_STR_EQ(c.relay.ca_file, "");
 	CHECK_STR_EQ(c.relay.user, "");
 	CHECK_STR_EQ(c.relay.password_file, "");
+	CHECK_EQ(c.mx.port, 25);
+	CHECK_EQ(c.mx.tls, CONFIG_MX_TLS_OPPORTUNISTIC);
+	CHECK_EQ(c.mx.ndns_servers, 0);
+	CHECK_EQ(c.mx.connections_per_domain, 10);
+	CHECK_STR_EQ(c.mx.ca_file, "");
 	CHECK_EQ(c.log.target, LOG_TO_STDERR);
 	CHECK_EQ(c.log.level, LOG_LVL_INFO);
 }
@@ -291,8 +296,9 @@ test_sections(void)
 	char msg[128];
 	CHECK_EQ(config_check_section("listen", msg, sizeof msg), 0);
 	CHECK_EQ(config_check_section("log", msg, sizeof msg), 0);
-	CHECK_EQ(config_check_section("mx", msg, sizeof msg), -1);
-	CHECK_STR_EQ(msg, "section [mx] is not supported yet");
+	CHECK_EQ(config_check_section("mx", msg, sizeof msg), 0);
+	CHECK_EQ(config_check_section("MX", msg, sizeof msg), -1);
+	CHECK_STR_EQ(msg, "unknown section [MX]");
 	CHECK_EQ(config_check_section("rewrite", msg, sizeof msg), -1);
 	CHECK_STR_EQ(msg, "section [rewrite] is not supported yet");
 	CHECK_EQ(config_check_section("Listen", msg, sizeof msg), -1);
@@ -300,10 +306,10 @@ test_sections(void)
 	CHECK_EQ(config_check_section("foo\x01", msg, sizeof msg), -1);
 	CHECK_STR_EQ(msg, "unknown section [foo?]");
 	bad("foo", "x", "1", "unknown section [foo]");
-	bad("mx", "port", "25", "section [mx] is not supported yet");
 	bad("rewrite", "from", "a@b", "section [rewrite] is not supported yet");
 	bad("", "address", "1.2.3.4:25", "key 'address' is outside any "
-	    "section (add [listen], [spool], [relay] or [log] above it)");
+	    "section (add [listen], [spool], [relay], [mx] or [log] above "
+	    "it)");
 	bad("listen", "foo", "1", "unknown key 'foo' in [listen]");
 	bad("relay", "hostx", "a", "unknown key 'hostx' in [relay]");
 	bad("relay", "Host", "a", "unknown key 'Host' in [relay]");
@@ -451,6 +457,155 @@ test_relay(void)
 	bad("relay", "user", "me", "user is set but password_file is not");
 	bad("relay", "password_file", "/p", "password_file is set but user "
 	    "is not");
+}
+
+static void
+test_mx_port(void)
+{
+	struct config c = ok("mx", "port", "2525");
+	CHECK_EQ(c.mx.port, 2525);
+	c = ok("mx", "port", "65535");
+	CHECK_EQ(c.mx.port, 65535);
+	c = ok("mx", "port", "1");
+	CHECK_EQ(c.mx.port, 1);
+	bad("mx", "port", "0", "port must not be 0");
+	bad("mx", "port", "65536", "port is too large (at most 65535)");
+	bad("mx", "port", "99999999999999999999", "bad number "
+	    "'99999999999999999999' for port");
+	bad("mx", "port", "smtp", "bad number 'smtp' for port");
+	bad("mx", "port", "", "bad number '' for port");
+	bad("mx", "port", "-25", "bad number '-25' for port");
+}
+
+static void
+test_mx_tls(void)
+{
+	static const char *const tls[] = { "opportunistic", "required",
+					   "none" };
+	static const enum config_mx_tls want[] = {
+		CONFIG_MX_TLS_OPPORTUNISTIC, CONFIG_MX_TLS_REQUIRED,
+		CONFIG_MX_TLS_NONE };
+	for (int i = 0; i < 3; i++) {
+		struct config c = ok("mx", "tls", tls[i]);
+		CHECK_EQ(c.mx.tls, want[i]);
+	}
+	bad("mx", "tls", "starttls", "bad value 'starttls' for tls (use "
+	    "opportunistic, required or none)");
+	bad("mx", "tls", "Required", "bad value 'Required' for tls (use "
+	    "opportunistic, required or none)");
+	bad("mx", "tls", "", "bad value '' for tls (use opportunistic, "
+	    "required or none)");
+	/* [relay] tls keeps its own words. */
+	bad("relay", "tls", "opportunistic", "bad value 'opportunistic' for "
+	    "tls (use auto, starttls, implicit or none)");
+}
+
+static void
+test_mx_dns(void)
+{
+	struct config c = ok("mx", "dns_servers", "127.0.0.1:10053");
+	CHECK_EQ(c.mx.ndns_servers, 1);
+	CHECK_STR_EQ(c.mx.dns_servers[0].host, "127.0.0.1");
+	CHECK_EQ(c.mx.dns_servers[0].port, 10053);
+	c = ok("mx", "dns_servers", " 192.0.2.53, [::1]:5354\t[2001:db8::53] "
+	       "10.0.0.1:65535 ");
+	CHECK_EQ(c.mx.ndns_servers, 4);
+	CHECK_STR_EQ(c.mx.dns_servers[0].host, "192.0.2.53");
+	CHECK_EQ(c.mx.dns_servers[0].port, 53);
+	CHECK_STR_EQ(c.mx.dns_servers[1].host, "::1");
+	CHECK_EQ(c.mx.dns_servers[1].port, 5354);
+	CHECK_STR_EQ(c.mx.dns_servers[2].host, "2001:db8::53");
+	CHECK_EQ(c.mx.dns_servers[2].port, 53);
+	CHECK_STR_EQ(c.mx.dns_servers[3].host, "10.0.0.1");
+	CHECK_EQ(c.mx.dns_servers[3].port, 65535);
+	c = ok("mx", "dns_servers", "");
+	CHECK_EQ(c.mx.ndns_servers, 0);
+	c = ok("mx", "dns_servers", " , ");
+	CHECK_EQ(c.mx.ndns_servers, 0);
+
+	/* c-ares takes IP addresses only. */
+	bad("mx", "dns_servers", "localhost:53", "DNS server must be an IP "
+	    "address, not a name, in 'localhost:53'");
+	bad("mx", "dns_servers", "127.0.0.1 ns1.example.com", "DNS server "
+	    "must be an IP address, not a name, in 'ns1.example.com'");
+	/* c-ares would wrap these silently. */
+	bad("mx", "dns_servers", "127.0.0.1:99999",
+	    "port out of range in '127.0.0.1:99999'");
+	bad("mx", "dns_servers", "127.0.0.1:65536",
+	    "port out of range in '127.0.0.1:65536'");
+	bad("mx", "dns_servers", "[::1]:70000",
+	    "port out of range in '[::1]:70000'");
+	bad("mx", "dns_servers", "127.0.0.1:0",
+	    "port out of range in '127.0.0.1:0'");
+	bad("mx", "dns_servers", "127.0.0.1:", "bad port in '127.0.0.1:'");
+	bad("mx", "dns_servers", "::1", "IPv6 address needs brackets "
+	    "([::1]:25) in '::1'");
+	bad("mx", "dns_servers", "[::1", "missing ']' in '[::1'");
+	bad("mx", "dns_servers", "[127.0.0.1]:53",
+	    "bad IPv6 address in '[127.0.0.1]:53'");
+	bad("mx", "dns_servers", "300.0.0.1", "bad host in '300.0.0.1'");
+	bad("mx", "dns_servers", "127.1:53", "bad host in '127.1:53'");
+
+	char many[256] = "";
+	for (int i = 0; i < CONFIG_MAX_DNS; i++) {
+		size_t n = strlen(many);
+		snprintf(many + n, sizeof many - n, "127.0.0.%d ", i + 1);
+	}
+	c = ok("mx", "dns_servers", many);
+	CHECK_EQ(c.mx.ndns_servers, CONFIG_MAX_DNS);
+	CHECK_STR_EQ(c.mx.dns_servers[CONFIG_MAX_DNS - 1].host, "127.0.0.8");
+	size_t n = strlen(many);
+	snprintf(many + n, sizeof many - n, "127.0.0.9");
+	bad("mx", "dns_servers", many, "too many entries in dns_servers (at "
+	    "most 8)");
+}
+
+static void
+test_mx_other(void)
+{
+	struct config c = ok("mx", "connections_per_domain", "1");
+	CHECK_EQ(c.mx.connections_per_domain, 1);
+	c = ok("mx", "connections_per_domain", "1000");
+	CHECK_EQ(c.mx.connections_per_domain, 1000);
+	bad("mx", "connections_per_domain", "0", "connections_per_domain must "
+	    "not be 0");
+	bad("mx", "connections_per_domain", "1001", "connections_per_domain "
+	    "is too large (at most 1000)");
+	bad("mx", "connections_per_domain", "ten", "bad number 'ten' for "
+	    "connections_per_domain");
+	c = ok("mx", "ca_file", "/etc/ssl/mx-ca.pem");
+	CHECK_STR_EQ(c.mx.ca_file, "/etc/ssl/mx-ca.pem");
+	CHECK_STR_EQ(c.relay.ca_file, ""); /* the two are separate */
+	c = ok("relay", "ca_file", "/r.pem");
+	CHECK_STR_EQ(c.mx.ca_file, "");
+	c = ok("mx", "ca_file", "");
+	CHECK_STR_EQ(c.mx.ca_file, "");
+	bad("mx", "dns", "127.0.0.1", "unknown key 'dns' in [mx]");
+	bad("mx", "host", "a", "unknown key 'host' in [mx]");
+
+	/* No relay host and no [mx] keys: direct delivery, valid. */
+	struct config_raw raw = { 0 };
+	char err[CONFIG_ERR_MAX];
+	CHECK_EQ(config_check(&raw, &c, err, sizeof err), 0);
+	CHECK_EQ(c.relay.nhost, 0);
+	/* [mx] keys beside a relay host are valid too: the daemon decides. */
+	CHECK_EQ(config_raw_set(&raw, "relay", "host", "smtp.example.com",
+				"m:1"), 0);
+	CHECK_EQ(config_raw_set(&raw, "mx", "tls", "required", "m:2"), 0);
+	CHECK_EQ(config_raw_set(&raw, "mx", "port", "2525", "m:3"), 0);
+	CHECK_EQ(config_check(&raw, &c, err, sizeof err), 0);
+	CHECK_EQ(c.relay.nhost, 1);
+	CHECK_EQ(c.mx.tls, CONFIG_MX_TLS_REQUIRED);
+	CHECK_EQ(c.mx.port, 2525);
+	/* The first bad [mx] entry in order is the one reported. */
+	CHECK_EQ(config_raw_set(&raw, "mx", "dns_servers", "dns.example:53",
+				"m:4"), 0);
+	CHECK_EQ(config_raw_set(&raw, "mx", "connections_per_domain", "0",
+				"m:5"), 0);
+	CHECK_EQ(config_check(&raw, &c, err, sizeof err), -1);
+	CHECK_STR_EQ(err, "m:4: DNS server must be an IP address, not a name, "
+		     "in 'dns.example:53'");
+	config_raw_free(&raw);
 }
 
 static void
@@ -602,6 +757,10 @@ main(void)
 	test_listen();
 	test_spool();
 	test_relay();
+	test_mx_port();
+	test_mx_tls();
+	test_mx_dns();
+	test_mx_other();
 	test_log();
 	test_cross_field();
 	test_raw();
