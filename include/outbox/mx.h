@@ -40,13 +40,22 @@ enum mx_status {
  * dropped; a single record with an empty host (".") is a null MX.
  * Names that are not valid host names are dropped (all dropped => MX_BAD).
  * random is called as random(arg) and returns a uniformly random uint32.
+ *
+ * Decisions: a null MX among other records is still MX_NULL (Postfix stops
+ * at a null MX); n == 0 is MX_IMPLICIT (no MX records); when more than
+ * MX_MAX_HOSTS usable names remain, the best MX_MAX_HOSTS are kept, a
+ * cut equal-preference run being sampled uniformly. Duplicate names
+ * (case-insensitive) keep their best preference; names are lower-cased.
  */
 enum mx_status mx_order(const struct mx_host *records, size_t n,
 			struct mx_list *out, uint32_t (*random)(void *arg),
 			void *arg);
 
-/* Enhanced status and text for a failed lookup of domain: "5.1.10", ... */
+/* Enhanced status and text for a failed lookup of domain: "5.1.10", ...
+ * ("" for MX_OK and MX_IMPLICIT). */
 const char *mx_status_enh(enum mx_status st);
+/* The text for it: "Recipient address has null MX", ... ("" for OK/IMPLICIT). */
+const char *mx_status_text(enum mx_status st);
 /* SMTP-like code for logs and results: 556 null MX, 550 NXDOMAIN, 451 temp ... */
 int mx_status_code(enum mx_status st);
 bool mx_status_permanent(enum mx_status st);
@@ -58,6 +67,12 @@ bool mx_status_permanent(enum mx_status st);
  * it or fails it). out must hold HOSTNAME_MAX + 1 bytes.
  */
 int mx_rcpt_domain(const char *addr, char *out, size_t size);
+/*
+ * A usable host name: LDH labels of 1..63 octets, no leading or trailing
+ * '-', at most HOSTNAME_MAX octets, one trailing dot allowed, and not an
+ * IP address in disguise (a numeric last label, as in "192.0.2.1").
+ */
+bool mx_host_valid(const char *name);
 /* For a domain "[192.0.2.1]" / "[IPv6:2001:db8::1]": the bare IP text. 0 or -1. */
 int mx_literal_ip(const char *domain, char *out, size_t size);
 

@@ -11,7 +11,12 @@
  * called exactly once, always from the loop and never synchronously from
  * the call that started it, unless the request was cancelled with
  * resolver_cancel(), after which it is never called. The request memory is
- * owned by the resolver.
+ * owned by the resolver; once the callback has returned the request is
+ * gone, so forget the pointer in the callback (never cancel it later).
+ *
+ * Names are looked up in DNS only (no /etc/hosts, no search domains:
+ * relays never guess FQDNs). IP-literal hosts given to resolver_addrs
+ * are converted without a query.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,16 +52,41 @@ typedef void (*resolver_addrs_cb)(void *arg, enum mx_status status,
  */
 int resolver_new(uv_loop_t *loop, const struct config_hostport *servers,
 		 size_t n, struct resolver **out, char *err, size_t errlen);
+
+/*
+ * Timing knobs (additive; resolver_new uses the defaults). c-ares waits
+ * timeout_ms for the first try, doubling on each round over the servers,
+ * tries rounds; budget_ms is our own hard bound per request, after which
+ * the callback gets MX_TEMP "timeout" whatever c-ares is still doing
+ * (RELIABILITY.md C2). Defaults: 2000 ms, 3 tries, 15000 ms, so an MX
+ * lookup plus an address lookup stay within 30 s.
+ */
+struct resolver_opts {
+	unsigned timeout_ms; /* >= 1 */
+	unsigned tries;      /* >= 1 */
+	unsigned budget_ms;  /* >= 1 */
+};
+#define RESOLVER_TIMEOUT_MS 2000
+#define RESOLVER_TRIES 3
+#define RESOLVER_BUDGET_MS 15000
+int resolver_new_opts(uv_loop_t *loop, const struct config_hostport *servers,
+		      size_t n, const struct resolver_opts *opts,
+		      struct resolver **out, char *err, size_t errlen);
 /* Cancel every request (no callbacks), destroy the channel, close handles.
  * The memory goes in close callbacks: run the loop afterwards. */
 void resolver_free(struct resolver *r);
 
+/* Both return NULL only when out of memory or after resolver_free(); the
+ * callback is then never called. A domain or host that cannot be a DNS
+ * name (empty, > 255 octets, spaces or controls) is not sent: it completes
+ * with MX_NXDOMAIN on the next loop turn. */
 struct resolver_req *resolver_mx(struct resolver *r, const char *domain,
 				 resolver_mx_cb cb, void *arg);
 /* A and AAAA of host; port is set in every address. */
 struct resolver_req *resolver_addrs(struct resolver *r, const char *host,
 				    uint16_t port, resolver_addrs_cb cb,
 				    void *arg);
+/* NULL is ignored. Safe from inside the request's own callback (no-op). */
 void resolver_cancel(struct resolver_req *req);
 
 #endif
