@@ -30,6 +30,8 @@ struct daemon {
 	struct listener *listener;
 	struct queue *queue;
 	struct tls_ctx *tls;          /* relay TLS context; NULL with tls = none */
+	struct tls_ctx *mx_tls;       /* MX TLS context (verify only for tls = required) */
+	struct resolver *resolver;    /* c-ares, for direct delivery */
 	char password[512];           /* relay password; wiped at exit */
 	bool stopping;
 	uint64_t test_timeout_ms;     /* OUTBOX_TEST_CLIENT_TIMEOUT: caps client timeouts */

@@ -132,6 +132,8 @@ struct smtp_client_failure {
 	 * keep that result; every other recipient carries this failure.
 	 */
 	bool in_tx;
+	/* The state the session failed in ("greeting", "rcpt", ...), static. */
+	const char *state;
 };
 
 struct smtp_client;

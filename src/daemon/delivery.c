@@ -2,20 +2,21 @@
 /*
  * Outbound delivery glue: drives the pure SMTP client (proto/smtp_client.c)
  * over a conn (io/conn.c), feeds it reply lines, and turns its results into
- * per-recipient state on the queued message.
+ * per-recipient state through the queue.
  *
- * A delivery starts with one message in hand and, once the session is
- * ready, keeps taking due messages from the queue until none is left, then
- * QUITs: queued mail for the smarthost shares one connection.
+ * A delivery belongs to one destination. It starts with one job in hand
+ * and, once its session is ready, keeps taking that destination's jobs;
+ * with none left it parks for DELIVERY_IDLE_MS so the next job reuses the
+ * session, then QUITs.
  *
  * Teardown: delivery_end() is the only path; it is safe from any callback.
  * The struct is freed when its references (the timer handle, a pending
  * getaddrinfo, a pending file read) are all gone.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "outbox/classify.h"
 #include "outbox/daemon.h"
@@ -36,8 +37,6 @@ delivery_unref(struct delivery *dl)
 	free(dl->rbuf);
 	free(dl->rcpt_ptrs);
 	free(dl->rcpt_idx);
-	if (dl->ai)
-		uv_freeaddrinfo(dl->ai);
 	free(dl);
 }
 
@@ -45,6 +44,21 @@ static void
 delivery_timer_closed(uv_handle_t *h)
 {
 	delivery_unref(h->data);
+}
+
+void
+delivery_set_last(struct delivery *dl, int code, const char *enh,
+		  const char *fmt, ...)
+{
+	memset(&dl->last, 0, sizeof(dl->last));
+	dl->last.code = code;
+	dl->last.cmd = "";
+	str_copy(dl->last.enh, sizeof(dl->last.enh), enh);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(dl->last.text, sizeof(dl->last.text), fmt, ap);
+	va_end(ap);
+	log_info("%s", dl->last.text);
 }
 
 static void
@@ -58,10 +72,20 @@ delivery_timeout_cb(uv_timer_t *t)
 		delivery_route_start(dl);
 		return;
 	}
+	if (dl->waking) {
+		dl->waking = false;
+		delivery_event(dl, CLI_READY);
+		return;
+	}
+	if (dl->idle) {
+		dest_unpark(dl->dest, dl);
+		dl->idle = false;
+		delivery_event(dl, smtp_client_quit(dl->cli));
+		return;
+	}
 	if (dl->connecting) {
-		snprintf(dl->last_error, sizeof(dl->last_error),
-			 "connect to %s: Connection timed out", dl->relay);
-		log_info("%s", dl->last_error);
+		delivery_set_last(dl, 0, "4.4.1", "connect to %s: Connection "
+			 "timed out", dl->relay);
 		delivery_route_next(dl);
 		return;
 	}
@@ -84,96 +108,45 @@ delivery_set_timer(struct delivery *dl, uint64_t ms)
 }
 
 struct delivery *
-delivery_start(struct daemon *d, struct queue *q, struct qmsg *m)
+delivery_start(struct daemon *d, struct queue *q, struct dest *dest,
+	       struct job *job)
 {
 	struct delivery *dl = calloc(1, sizeof(*dl));
 	if (dl == NULL)
 		return NULL;
 	dl->d = d;
 	dl->q = q;
-	dl->msg = m;
+	dl->dest = dest;
+	dl->job = job;
 	dl->fd = -1;
 	dl->refs = 1;
 	buf_init(&dl->lines, 2 * SMTP_REPLY_PARSE_MAX);
 	buf_init(&dl->wire, 4 * DELIVERY_READ_SIZE);
 	str_copy(dl->relay, sizeof(dl->relay), "none");
+	dl->all_next = dest->all;
+	if (dest->all)
+		dest->all->all_prev = dl;
+	dest->all = dl;
 	uv_timer_init(d->loop, &dl->timer);
 	dl->timer.data = dl;
-	/* Start from the loop, never inside the caller (queue_kick). */
+	/* Start from the loop, never inside the caller (dispatch). */
 	uv_timer_start(&dl->timer, delivery_timeout_cb, 0, 0);
 	return dl;
 }
 
-static double
-delivery_delay(const struct envelope *e)
+struct delivery **
+delivery_next_idle(struct delivery *dl)
 {
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	double now = (double)tv.tv_sec + tv.tv_usec / 1e6;
-	double delay = now - (double)e->arrival;
-	return delay < 0 ? 0 : delay;
+	return &dl->idle_next;
 }
 
-/* "550 5.1.1 text" with the reply's lines folded onto one line. */
-static void
-delivery_reply_text(const struct smtp_client_result *r, char *out,
-		    size_t size)
+void
+delivery_wake(struct delivery *dl, struct job *job)
 {
-	char text[SMTP_REPLY_TEXT_MAX];
-	str_copy(text, sizeof(text), r->text);
-	for (char *p = text; *p; p++)
-		if (*p == '\n')
-			*p = ' ';
-	if (r->code == 0)
-		snprintf(out, size, "%s", text);
-	else if (r->enh[0] && strncmp(text, r->enh, strlen(r->enh)) != 0)
-		snprintf(out, size, "%d %s %s", r->code, r->enh, text);
-	else
-		snprintf(out, size, "%d %s", r->code, text);
-}
-
-static void
-delivery_log_rcpt(struct delivery *dl, size_t i,
-		  const struct smtp_client_result *r, enum dlv_result res)
-{
-	const struct envelope *e = &dl->msg->env;
-	char dsn[16], text[SMTP_REPLY_TEXT_MAX + 32];
-	classify_dsn(r, dsn, sizeof(dsn));
-	delivery_reply_text(r, text, sizeof(text));
-	log_info("%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
-		 e->id, e->rcpts[i].addr, dl->relay, delivery_delay(e), dsn,
-		 classify_status_word(res), text);
-}
-
-static void
-delivery_apply_one(struct delivery *dl, size_t i,
-		   const struct smtp_client_result *r, enum dlv_stage stage)
-{
-	struct envelope *e = &dl->msg->env;
-	enum dlv_result res = classify_result(r, stage);
-	char text[SMTP_REPLY_TEXT_MAX + 32];
-	delivery_reply_text(r, text, sizeof(text));
-	if (res == DLV_OK)
-		e->rcpts[i].state = RCPT_SENT;
-	else if (res == DLV_PERM)
-		e->rcpts[i].state = RCPT_FAILED;
-	if (envelope_set_error(e, i, res == DLV_OK ? NULL : text) != 0)
-		log_warn("%s: out of memory recording an error", e->id);
-	delivery_log_rcpt(dl, i, r, res);
-}
-
-/* Every recipient still pending gets the same temporary outcome. */
-static void
-delivery_defer_msg(struct delivery *dl, const struct smtp_client_result *r)
-{
-	if (dl->msg == NULL)
-		return;
-	struct envelope *e = &dl->msg->env;
-	for (size_t i = 0; i < e->nrcpts; i++)
-		if (e->rcpts[i].state == RCPT_PENDING)
-			delivery_apply_one(dl, i, r, STAGE_SESSION);
-	queue_result(dl->q, dl->msg);
-	dl->msg = NULL;
+	dl->job = job;
+	dl->idle = false;
+	dl->waking = true;
+	uv_timer_start(&dl->timer, delivery_timeout_cb, 0, 0);
 }
 
 /* Which command a result answers decides how a 5xx is read. */
@@ -192,15 +165,22 @@ delivery_stage(const struct smtp_client_result *r)
 }
 
 static void
+delivery_job_done(struct delivery *dl)
+{
+	struct job *job = dl->job;
+	dl->job = NULL;
+	queue_job_done(dl->q, job);
+}
+
+static void
 delivery_msg_done(struct delivery *dl)
 {
 	const struct smtp_client_msg_result *res = smtp_client_msg_result(dl->cli);
 	size_t n = res->nrcpts < dl->nsent ? res->nrcpts : dl->nsent;
 	for (size_t i = 0; i < n; i++)
-		delivery_apply_one(dl, dl->rcpt_idx[i], &res->rcpt[i],
-				   delivery_stage(&res->rcpt[i]));
-	queue_result(dl->q, dl->msg);
-	dl->msg = NULL;
+		queue_rcpt_result(dl->job, dl->rcpt_idx[i], dl->relay,
+				  &res->rcpt[i], delivery_stage(&res->rcpt[i]));
+	delivery_job_done(dl);
 }
 
 /*
@@ -218,31 +198,41 @@ delivery_fail_tx(struct delivery *dl, const struct smtp_client_result *fail)
 		bool refused = r->code >= 400 &&
 			       delivery_stage(r) != STAGE_SESSION &&
 			       strcmp(r->cmd, ".") != 0;
-		delivery_apply_one(dl, dl->rcpt_idx[i], refused ? r : fail,
-				   refused ? delivery_stage(r) : STAGE_SESSION);
+		queue_rcpt_result(dl->job, dl->rcpt_idx[i], dl->relay,
+				  refused ? r : fail,
+				  refused ? delivery_stage(r) : STAGE_SESSION);
 	}
-	queue_result(dl->q, dl->msg); /* every pending recipient was offered */
-	dl->msg = NULL;
+	queue_job_result_all(dl->job, dl->relay, fail, STAGE_SESSION);
+	delivery_job_done(dl);
 }
 
-/* Offer the message in hand: only its pending recipients. */
+/* Offer the job in hand: its recipients still pending. 0, or -1 if none. */
+static int
+delivery_collect(struct delivery *dl)
+{
+	struct job *job = dl->job;
+	struct envelope *e = &job->m->env;
+	free(dl->rcpt_ptrs);
+	free(dl->rcpt_idx);
+	dl->rcpt_ptrs = calloc(job->n ? job->n : 1, sizeof(char *));
+	dl->rcpt_idx = calloc(job->n ? job->n : 1, sizeof(size_t));
+	dl->nsent = 0;
+	if (dl->rcpt_ptrs == NULL || dl->rcpt_idx == NULL)
+		return -1;
+	for (size_t i = 0; i < job->n; i++) {
+		struct env_rcpt *r = &e->rcpts[job->idx[i]];
+		if (r->state != RCPT_PENDING)
+			continue;
+		dl->rcpt_ptrs[dl->nsent] = r->addr;
+		dl->rcpt_idx[dl->nsent++] = i;
+	}
+	return dl->nsent > 0 ? 0 : -1;
+}
+
 static enum smtp_client_event
 delivery_send_msg(struct delivery *dl)
 {
-	struct envelope *e = &dl->msg->env;
-	free(dl->rcpt_ptrs);
-	free(dl->rcpt_idx);
-	dl->rcpt_ptrs = calloc(e->nrcpts ? e->nrcpts : 1, sizeof(char *));
-	dl->rcpt_idx = calloc(e->nrcpts ? e->nrcpts : 1, sizeof(size_t));
-	if (dl->rcpt_ptrs == NULL || dl->rcpt_idx == NULL)
-		return smtp_client_abort(dl->cli, "4.3.0", "out of memory");
-	dl->nsent = 0;
-	for (size_t i = 0; i < e->nrcpts; i++) {
-		if (e->rcpts[i].state != RCPT_PENDING)
-			continue;
-		dl->rcpt_ptrs[dl->nsent] = e->rcpts[i].addr;
-		dl->rcpt_idx[dl->nsent++] = i;
-	}
+	const struct envelope *e = &dl->job->m->env;
 	struct smtp_client_msg cm = {
 		.sender = e->sender,
 		.rcpts = dl->rcpt_ptrs,
@@ -280,30 +270,61 @@ delivery_start_tls(struct delivery *dl)
 		return smtp_client_abort(dl->cli, "4.7.0",
 					 "server sent data after its STARTTLS "
 					 "reply (response injection)");
-	if (dl->d->tls == NULL)
+	struct tls_ctx *ctx = delivery_route_is_relay(dl) ? dl->d->tls
+							  : dl->d->mx_tls;
+	if (ctx == NULL)
 		return smtp_client_abort(dl->cli, "4.7.5",
 					 "no TLS context configured");
-	const char *host = delivery_route_host(dl)->host;
-	int r = conn_start_tls(dl->conn, dl->d->tls,
+	const char *host = delivery_route_host(dl)->name;
+	int r = conn_start_tls(dl->conn, ctx,
 			       delivery_is_ip(host) ? NULL : host);
 	if (r != 0)
-		return smtp_client_abort(dl->cli, "4.7.5",
-					 "cannot start TLS");
+		return smtp_client_abort(dl->cli, "4.7.5", "cannot start TLS");
 	return CLI_WAIT;
 }
 
-static enum smtp_client_event
-delivery_ready(struct delivery *dl)
+static void
+delivery_session_ready(struct delivery *dl)
 {
-	if (!dl->session_ok) {
-		dl->session_ok = true;
-		queue_dest_ok(dl->q);
+	dl->session_ok = true;
+	if (!dl->ever_ok) {
+		dl->ever_ok = true;
+		dest_connected(dl->q, dl->dest);
 	}
-	if (dl->msg == NULL)
-		dl->msg = queue_take(dl->q);
-	if (dl->msg == NULL)
-		return smtp_client_quit(dl->cli);
-	return delivery_send_msg(dl);
+	const char *tls = !conn_is_tls(dl->conn) ? "none"
+			  : dl->tls_verified     ? "verified"
+						 : "untrusted";
+	log_info("%s: session ready, tls=%s", dl->relay, tls);
+}
+
+/*
+ * The session is ready for a transaction: take the next job with
+ * something pending. Returns false when there is nothing to send now
+ * (parked, or *ev is the QUIT).
+ */
+static bool
+delivery_ready(struct delivery *dl, enum smtp_client_event *ev)
+{
+	if (!dl->session_ok)
+		delivery_session_ready(dl);
+	for (;;) {
+		if (dl->job == NULL)
+			dl->job = dest_take(dl->q, dl->dest);
+		if (dl->job == NULL)
+			break;
+		if (delivery_collect(dl) == 0) {
+			*ev = delivery_send_msg(dl);
+			return true;
+		}
+		delivery_job_done(dl); /* nothing pending in it any more */
+	}
+	if (dest_park(dl->q, dl->dest, dl)) {
+		dl->idle = true;
+		delivery_set_timer(dl, DELIVERY_IDLE_MS);
+		return false;
+	}
+	*ev = smtp_client_quit(dl->cli);
+	return true;
 }
 
 void
@@ -321,7 +342,8 @@ delivery_event(struct delivery *dl, enum smtp_client_event ev)
 			ev = delivery_start_tls(dl);
 			break;
 		case CLI_READY:
-			ev = delivery_ready(dl);
+			if (!delivery_ready(dl, &ev))
+				return;
 			break;
 		case CLI_NEED_BODY:
 			delivery_set_timer(dl, smtp_client_timeout_ms(dl->cli));
@@ -345,20 +367,25 @@ delivery_event(struct delivery *dl, enum smtp_client_event ev)
 
 /*
  * The session failed. Before it was ever ready (connect, greeting, EHLO,
- * TLS, AUTH) the next address or host is tried; after that, the message in
- * hand is deferred and the connection ends.
+ * TLS, AUTH) the next address or host is tried (an opportunistic TLS
+ * failure first retries the same host in plaintext); after that, the job
+ * in hand is deferred and the connection ends.
  */
 static void
 delivery_fail(struct delivery *dl)
 {
 	const struct smtp_client_failure *f = smtp_client_failure(dl->cli);
-	char text[SMTP_REPLY_TEXT_MAX + 32];
-	delivery_reply_text(&f->r, text, sizeof(text));
-	str_copy(dl->last_error, sizeof(dl->last_error), text);
-	str_copy(dl->last_enh, sizeof(dl->last_enh), f->r.enh);
 	log_info("%s: session failed while %s: %s", dl->relay,
-		 smtp_client_state_name(dl->cli), text);
+		 f->state ? f->state : "?", f->r.text);
 	if (!dl->session_ok) {
+		dl->last = f->r;
+		if (f->tls_failed && !dl->plain_retry &&
+		    !delivery_route_is_relay(dl)) {
+			log_info("%s: TLS handshake failed; retrying in "
+				 "plaintext", dl->relay);
+			delivery_route_plain(dl);
+			return;
+		}
 		delivery_route_next(dl);
 		return;
 	}
@@ -366,24 +393,44 @@ delivery_fail(struct delivery *dl)
 	if (f->after_dot)
 		log_warn("%s: possible duplicate: the message may have been "
 			 "delivered before the failure",
-			 dl->msg ? dl->msg->env.id : "-");
-	if (f->in_tx && dl->msg != NULL)
+			 dl->job ? dl->job->m->env.id : "-");
+	if (dl->job != NULL && f->in_tx) {
 		delivery_fail_tx(dl, &r);
-	else
-		delivery_defer_msg(dl, &r);
+	} else if (dl->job != NULL) {
+		queue_job_result_all(dl->job, dl->relay, &r, STAGE_SESSION);
+		delivery_job_done(dl);
+	}
 	delivery_end(dl);
 }
 
-/* No address of any host worked: defer and back the destination off. */
+/* No address of any host worked: defer, and back the destination off. */
 void
 delivery_give_up(struct delivery *dl)
 {
-	struct smtp_client_result r = { 0 };
-	str_copy(r.enh, sizeof(r.enh), dl->last_enh[0] ? dl->last_enh : "4.4.1");
-	str_copy(r.text, sizeof(r.text),
-		 dl->last_error[0] ? dl->last_error : "no relay host reachable");
-	delivery_defer_msg(dl, &r);
-	queue_dest_failed(dl->q);
+	struct smtp_client_result r = dl->last;
+	if (r.text[0] == '\0') {
+		str_copy(r.enh, sizeof(r.enh), "4.4.1");
+		str_copy(r.text, sizeof(r.text), "no host reachable");
+	}
+	r.cmd = "";
+	const char *relay = dl->sessions > 0 ? dl->relay : "none";
+	if (dl->job != NULL) {
+		queue_job_result_all(dl->job, relay, &r, STAGE_SESSION);
+		delivery_job_done(dl);
+	}
+	dest_failed(dl->q, dl->dest, &r);
+	delivery_end(dl);
+}
+
+/* A permanent routing answer (null MX, NXDOMAIN): for every waiting job. */
+void
+delivery_route_failed(struct delivery *dl, const struct smtp_client_result *r)
+{
+	if (dl->job != NULL) {
+		queue_job_result_all(dl->job, "none", r, STAGE_DATA);
+		delivery_job_done(dl);
+	}
+	dest_fail_jobs(dl->q, dl->dest, r, true);
 	delivery_end(dl);
 }
 
@@ -393,13 +440,12 @@ delivery_on_connect(void *arg, int status)
 	struct delivery *dl = arg;
 	dl->connecting = false;
 	if (status != 0) {
-		snprintf(dl->last_error, sizeof(dl->last_error),
-			 "connect to %s: %s", dl->relay, uv_strerror(status));
-		str_copy(dl->last_enh, sizeof(dl->last_enh), "4.4.1");
-		log_info("%s", dl->last_error);
+		delivery_set_last(dl, 0, "4.4.1", "connect to %s: %s",
+				  dl->relay, uv_strerror(status));
 		delivery_route_next(dl);
 		return;
 	}
+	dl->sessions++;
 	delivery_session_begin(dl);
 }
 
@@ -424,19 +470,14 @@ delivery_on_data(void *arg, const char *data, size_t len)
 					       &n, &used);
 		if (st == BUF_NEED_MORE)
 			return;
-		if (st == BUF_TOO_LONG) {
+		if (st == BUF_TOO_LONG || used == n + 1) {
+			/* RFC 5321 2.3.8: a reply line ends in CRLF. */
 			buf_reset(&dl->lines);
 			delivery_event(dl, smtp_client_abort(
 						   cli, "4.5.0",
-						   "reply line too long"));
-			return;
-		}
-		if (used == n + 1) {
-			/* RFC 5321 2.3.8: a reply line ends in CRLF, nothing else. */
-			buf_reset(&dl->lines);
-			delivery_event(dl, smtp_client_abort(
-						   cli, "4.5.0",
-						   "malformed reply: bare <LF>"));
+						   st == BUF_TOO_LONG
+							   ? "reply line too long"
+							   : "malformed reply: bare <LF>"));
 			return;
 		}
 		/* Feed a copy: the event may reset or free the line buffer. */
@@ -458,11 +499,14 @@ delivery_on_tls(void *arg, int status, const struct tls_result *res)
 	struct delivery *dl = arg;
 	if (dl->cli == NULL)
 		return;
+	dl->tls_verified = status == 0 && res->verified;
 	if (status == 0)
 		log_info("%s: TLS connection established: %s with cipher %s "
-			 "(%s)",
+			 "(%s%s%s)",
 			 dl->relay, res->version, res->cipher,
-			 res->verified ? "verified" : "untrusted");
+			 res->verified ? "verified" : "untrusted",
+			 res->verified || !res->error[0] ? "" : ": ",
+			 res->verified ? "" : res->error);
 	else
 		log_warn("%s: TLS handshake failed: %s", dl->relay,
 			 res->error[0] ? res->error : "unknown error");
@@ -482,6 +526,13 @@ delivery_on_close(void *arg, int status)
 	struct delivery *dl = arg;
 	if (dl->cli == NULL)
 		return;
+	if (dl->idle) {
+		/* The server ended an idle session: nothing was in flight. */
+		dest_unpark(dl->dest, dl);
+		dl->idle = false;
+		delivery_end(dl);
+		return;
+	}
 	char text[512];
 	snprintf(text, sizeof(text), "lost connection with %s while %s",
 		 dl->relay, smtp_client_state_name(dl->cli));
@@ -496,22 +547,6 @@ const struct conn_hooks delivery_conn_hooks = {
 	.on_close = delivery_on_close,
 };
 
-static enum smtp_client_tls
-delivery_tls_mode(const struct config *cfg, const struct config_hostport *hp)
-{
-	switch (cfg->relay.tls) {
-	case CONFIG_TLS_AUTO:
-		return hp->port == 465 ? CLI_TLS_IMPLICIT : CLI_TLS_STARTTLS;
-	case CONFIG_TLS_STARTTLS:
-		return CLI_TLS_STARTTLS;
-	case CONFIG_TLS_IMPLICIT:
-		return CLI_TLS_IMPLICIT;
-	case CONFIG_TLS_NONE:
-		return CLI_TLS_NONE;
-	}
-	return CLI_TLS_STARTTLS;
-}
-
 static void
 delivery_client_log(void *arg, const char *msg)
 {
@@ -519,21 +554,50 @@ delivery_client_log(void *arg, const char *msg)
 	log_debug("smtp[%s]: %s", dl->relay, msg);
 }
 
+static void
+delivery_client_cfg(struct delivery *dl)
+{
+	const struct config *cfg = &dl->d->cfg;
+	struct smtp_client_cfg *c = &dl->ccfg;
+	memset(c, 0, sizeof(*c));
+	c->helo = dl->d->hostname;
+	c->log = delivery_client_log;
+	c->log_arg = dl;
+	if (delivery_route_is_relay(dl)) {
+		const struct route_host *h = delivery_route_host(dl);
+		switch (cfg->relay.tls) {
+		case CONFIG_TLS_AUTO:
+			c->tls = h->port == 465 ? CLI_TLS_IMPLICIT : CLI_TLS_STARTTLS;
+			break;
+		case CONFIG_TLS_STARTTLS:
+			c->tls = CLI_TLS_STARTTLS;
+			break;
+		case CONFIG_TLS_IMPLICIT:
+			c->tls = CLI_TLS_IMPLICIT;
+			break;
+		case CONFIG_TLS_NONE:
+			c->tls = CLI_TLS_NONE;
+			break;
+		}
+		c->tls_required = c->tls != CLI_TLS_NONE;
+		c->user = cfg->relay.user[0] ? cfg->relay.user : NULL;
+		c->password = dl->d->password;
+		return;
+	}
+	bool none = cfg->mx.tls == CONFIG_MX_TLS_NONE || dl->plain_retry;
+	c->tls = none ? CLI_TLS_NONE : CLI_TLS_STARTTLS;
+	c->tls_required = cfg->mx.tls == CONFIG_MX_TLS_REQUIRED;
+}
+
 void
 delivery_session_begin(struct delivery *dl)
 {
-	const struct config *cfg = &dl->d->cfg;
-	dl->ccfg.helo = dl->d->hostname;
-	dl->ccfg.tls = delivery_tls_mode(cfg, delivery_route_host(dl));
-	dl->ccfg.tls_required = dl->ccfg.tls != CLI_TLS_NONE;
-	dl->ccfg.user = cfg->relay.user[0] ? cfg->relay.user : NULL;
-	dl->ccfg.password = dl->d->password;
-	dl->ccfg.log = delivery_client_log;
-	dl->ccfg.log_arg = dl;
+	delivery_client_cfg(dl);
 	buf_reset(&dl->lines);
+	dl->tls_verified = false;
 	dl->cli = smtp_client_new(&dl->ccfg);
 	if (dl->cli == NULL) {
-		str_copy(dl->last_error, sizeof(dl->last_error), "out of memory");
+		delivery_set_last(dl, 0, "4.3.0", "out of memory");
 		delivery_route_next(dl);
 		return;
 	}
@@ -552,18 +616,28 @@ delivery_end(struct delivery *dl)
 	dl->conn = NULL;
 	if (dl->gai_busy)
 		uv_cancel((uv_req_t *)&dl->gai);
+	if (dl->dns != NULL)
+		resolver_cancel(dl->dns);
+	dl->dns = NULL;
 	if (dl->cli != NULL)
 		smtp_client_free(dl->cli);
 	dl->cli = NULL;
-	if (dl->msg != NULL)
-		queue_return(dl->q, dl->msg);
-	dl->msg = NULL;
+	if (dl->idle)
+		dest_unpark(dl->dest, dl);
+	dl->idle = false;
+	if (dl->job != NULL)
+		queue_job_return(dl->q, dl->job);
+	dl->job = NULL;
+	struct dest *dest = dl->dest;
+	if (dl->all_prev)
+		dl->all_prev->all_next = dl->all_next;
+	else
+		dest->all = dl->all_next;
+	if (dl->all_next)
+		dl->all_next->all_prev = dl->all_prev;
 	uv_timer_stop(&dl->timer);
 	uv_close((uv_handle_t *)&dl->timer, delivery_timer_closed);
-	if (!dl->reported) {
-		dl->reported = true;
-		queue_delivery_done(dl->q, dl);
-	}
+	dest_delivery_done(dl->q, dest, dl->ever_ok);
 }
 
 void

@@ -43,21 +43,21 @@ delivery_body_fail(struct delivery *dl, const char *enh, const char *text)
 static void
 delivery_body_corrupt(struct delivery *dl)
 {
-	struct qmsg *m = dl->msg;
+	struct qmsg *m = dl->job->m;
 	log_err("%s: message file does not match its envelope (size %lld, "
 		"expected %llu); not sent",
 		m->env.id, (long long)dl->roff,
 		(unsigned long long)m->env.msg_size);
 	spool_quarantine(dl->d->spool, m->env.id, "message file corrupt");
-	queue_drop(dl->q, m);
-	dl->msg = NULL;
+	queue_job_drop(dl->q, dl->job);
+	dl->job = NULL;
 	delivery_body_fail(dl, "4.3.0", "queue file corrupt");
 }
 
 static void
 delivery_body_finish(struct delivery *dl)
 {
-	const struct envelope *e = &dl->msg->env;
+	const struct envelope *e = &dl->job->m->env;
 	if ((uint64_t)dl->roff != e->msg_size || dl->crc != e->msg_crc) {
 		delivery_body_corrupt(dl);
 		return;
@@ -80,14 +80,14 @@ delivery_body_read_cb(uv_fs_t *req)
 	ssize_t n = req->result;
 	uv_fs_req_cleanup(req);
 	dl->fs_busy = false;
-	if (dl->closing || dl->cli == NULL || dl->msg == NULL) {
+	if (dl->closing || dl->cli == NULL || dl->job == NULL) {
 		delivery_body_close_fd(dl);
 		delivery_unref(dl);
 		return;
 	}
 	dl->refs--; /* the timer still holds one */
 	if (n < 0) {
-		log_warn("%s: queue file read error: %s", dl->msg->env.id,
+		log_warn("%s: queue file read error: %s", dl->job->m->env.id,
 			 uv_strerror((int)n));
 		delivery_body_fail(dl, "4.3.0", "queue file read error");
 		return;
@@ -134,10 +134,10 @@ delivery_body_start(struct delivery *dl)
 		delivery_body_fail(dl, "4.3.0", "out of memory");
 		return;
 	}
-	dl->fd = spool_msg_open(dl->d->spool, dl->msg->env.id);
+	dl->fd = spool_msg_open(dl->d->spool, dl->job->m->env.id);
 	if (dl->fd < 0) {
 		log_err("%s: cannot open the message file: %s",
-			dl->msg->env.id, uv_strerror(dl->fd));
+			dl->job->m->env.id, uv_strerror(dl->fd));
 		dl->fd = -1;
 		delivery_body_corrupt(dl);
 		return;

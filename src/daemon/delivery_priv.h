@@ -2,10 +2,11 @@
 #ifndef OUTBOX_DELIVERY_PRIV_H
 #define OUTBOX_DELIVERY_PRIV_H
 /*
- * One outbound delivery: a connection to the smarthost that carries one or
- * more messages. Split over delivery.c (protocol events and results),
- * delivery_route.c (which host and address to try next) and
- * delivery_body.c (streaming the message file through dot-stuffing).
+ * One outbound delivery: a connection to one destination that carries one
+ * or more jobs. Split over delivery.c (protocol events and results),
+ * delivery_route.c (which host and address to try next: smarthost list,
+ * MX records, address literal) and delivery_body.c (streaming the message
+ * file through dot-stuffing).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,39 +15,60 @@
 
 #include "outbox/conn.h"
 #include "outbox/dot.h"
+#include "outbox/mx.h"
+#include "outbox/resolver.h"
 #include "outbox/smtp_client.h"
 
 #include "queue_priv.h"
 
 #define DELIVERY_MAX_ADDRS 5     /* addresses per attempt (Postfix) */
+#define DELIVERY_MAX_SESSIONS 2  /* MX sessions per attempt (Postfix) */
 #define DELIVERY_CONNECT_MS 30000
+#define DELIVERY_IDLE_MS 2000    /* keep a ready session for the next job */
 #define DELIVERY_READ_SIZE (64 * 1024)
 #define DELIVERY_HIGH_WATER (256 * 1024)
+
+struct route_host {
+	char name[HOSTNAME_MAX + 3];
+	uint16_t port;
+};
 
 struct delivery {
 	struct daemon *d;
 	struct queue *q;
+	struct dest *dest;
+	struct delivery *all_next, *all_prev;  /* dest->all */
+	struct delivery *idle_next;            /* dest->idle */
 	struct conn *conn;
 	uv_timer_t timer;
 	struct smtp_client *cli;
 	struct smtp_client_cfg ccfg;
 	struct buf lines;           /* reply bytes not yet framed into lines */
-	struct qmsg *msg;           /* in hand, borrowed from the queue */
+	struct job *job;            /* in hand, borrowed from the queue */
 	const char **rcpt_ptrs;     /* recipients offered in this transaction */
-	size_t *rcpt_idx;           /* their index in msg->env.rcpts */
+	size_t *rcpt_idx;           /* their index in job->idx */
 	size_t nsent;
 
 	/* route */
+	struct route_host hosts[MX_MAX_HOSTS];
+	size_t nhosts, host_idx;
+	bool implicit_mx;
+	struct resolver_addrs addrs;
+	size_t addr_idx;
 	uv_getaddrinfo_t gai;
 	bool gai_busy;
-	size_t host_idx;            /* [relay] host entry being tried */
-	struct addrinfo *ai, *ai_next;
-	unsigned tries;
+	struct resolver_req *dns;
+	unsigned tries;             /* addresses tried this attempt */
+	unsigned sessions;          /* connections that reached the server */
+	bool any_temp;              /* a lookup failed temporarily */
+	struct sockaddr_storage cur_addr;
+	bool plain_retry;           /* opportunistic TLS failed: same host, no TLS */
 	char relay[320];            /* "host[ip]:port" for logs, "none" before */
 	bool session_ok;            /* reached READY on this connection */
+	bool ever_ok;               /* ... on any connection */
 	bool connecting;
-	char last_error[SMTP_REPLY_TEXT_MAX];
-	char last_enh[16];
+	bool tls_verified;
+	struct smtp_client_result last; /* why the last address failed */
 
 	/* body */
 	uv_fs_t fsreq;
@@ -60,8 +82,9 @@ struct delivery {
 	struct buf wire;
 
 	bool started;
+	bool idle;                  /* parked, waiting for a job */
+	bool waking;                /* a job was handed over; run it next turn */
 	bool closing;
-	bool reported;              /* queue_delivery_done() called */
 	unsigned refs;
 };
 
@@ -71,15 +94,18 @@ void delivery_set_timer(struct delivery *dl, uint64_t ms);
 void delivery_end(struct delivery *dl);
 void delivery_unref(struct delivery *dl);
 void delivery_session_begin(struct delivery *dl);
-/* No address of any host worked: defer the message, back the relay off. */
-void delivery_give_up(struct delivery *dl);
+void delivery_set_last(struct delivery *dl, int code, const char *enh,
+		       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 extern const struct conn_hooks delivery_conn_hooks;
 
 /* delivery_route.c */
 void delivery_route_start(struct delivery *dl);
 /* The current connection failed before the session was usable: next address. */
 void delivery_route_next(struct delivery *dl);
-const struct config_hostport *delivery_route_host(const struct delivery *dl);
+/* Opportunistic TLS failed: the same address again, in plaintext. */
+void delivery_route_plain(struct delivery *dl);
+const struct route_host *delivery_route_host(const struct delivery *dl);
+bool delivery_route_is_relay(const struct delivery *dl);
 
 /* delivery_body.c */
 void delivery_body_start(struct delivery *dl);

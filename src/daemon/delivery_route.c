@@ -1,14 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Which smarthost address to try next. [relay] host is a failover list;
- * each name is resolved and its addresses tried in order, at most
- * DELIVERY_MAX_ADDRS per attempt (Postfix smtp_mx_address_limit). A
- * connection that fails before its session is ready (refused, timed out,
- * bad greeting, TLS or AUTH failure) moves on to the next address.
+ * Which host and address a delivery tries next (RFC 5321 5.1).
  *
- * The smarthost name is resolved with uv_getaddrinfo (the system resolver,
- * /etc/hosts included), which is what users of a smarthost expect; direct
- * MX delivery will use c-ares.
+ * Hosts: the [relay] host failover list in relay mode; otherwise the
+ * destination's MX hosts in preference order (c-ares), the domain itself
+ * when it has no MX (implicit MX), or the address of an address literal.
+ * Each host's addresses are tried in order, at most DELIVERY_MAX_ADDRS
+ * per attempt, and at most DELIVERY_MAX_SESSIONS connections that reached
+ * an MX server (Postfix smtp_mx_address_limit / smtp_mx_session_limit).
+ *
+ * Smarthost names are resolved with the system resolver (uv_getaddrinfo,
+ * so /etc/hosts works, as users of a smarthost expect); MX lookups and MX
+ * host addresses use c-ares, never with search domains.
+ *
+ * Outcomes: a permanent DNS answer (null MX, NXDOMAIN, no usable host)
+ * fails the destination's jobs; anything else that leaves no address to
+ * try defers them and backs the destination off.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +27,23 @@
 
 #include "delivery_priv.h"
 
+void delivery_give_up(struct delivery *dl);
+void delivery_route_failed(struct delivery *dl,
+			   const struct smtp_client_result *r);
+
 static void delivery_route_resolve(struct delivery *dl);
 
-const struct config_hostport *
+bool
+delivery_route_is_relay(const struct delivery *dl)
+{
+	return dl->dest->name[0] == '\0';
+}
+
+const struct route_host *
 delivery_route_host(const struct delivery *dl)
 {
-	const struct config *cfg = &dl->d->cfg;
-	size_t i = dl->host_idx < cfg->relay.nhost ? dl->host_idx : 0;
-	return &cfg->relay.host[i];
+	size_t i = dl->host_idx < dl->nhosts ? dl->host_idx : 0;
+	return &dl->hosts[i];
 }
 
 static void
@@ -38,41 +54,77 @@ delivery_route_name(struct delivery *dl, const struct sockaddr *sa)
 		uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof(ip));
 	else if (sa->sa_family == AF_INET6)
 		uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof(ip));
-	const struct config_hostport *hp = delivery_route_host(dl);
-	snprintf(dl->relay, sizeof(dl->relay), "%s[%s]:%u", hp->host, ip,
-		 hp->port);
+	const struct route_host *h = delivery_route_host(dl);
+	snprintf(dl->relay, sizeof(dl->relay), "%s[%s]:%u", h->name, ip,
+		 h->port);
 }
 
-/* Try the next resolved address of this host, then the next host. */
+static int
+delivery_route_connect(struct delivery *dl)
+{
+	delivery_route_name(dl, (struct sockaddr *)&dl->cur_addr);
+	int r = conn_connect(dl->d->loop, (struct sockaddr *)&dl->cur_addr,
+			     &delivery_conn_hooks, dl, &dl->conn);
+	if (r != 0) {
+		delivery_set_last(dl, 0, "4.4.1", "connect to %s: %s",
+				  dl->relay, uv_strerror(r));
+		return r;
+	}
+	dl->connecting = true;
+	delivery_set_timer(dl, DELIVERY_CONNECT_MS);
+	return 0;
+}
+
+static bool
+delivery_route_budget(const struct delivery *dl)
+{
+	if (dl->tries >= DELIVERY_MAX_ADDRS)
+		return false;
+	return delivery_route_is_relay(dl) ||
+	       dl->sessions < DELIVERY_MAX_SESSIONS;
+}
+
+/* Try the next address of this host, then the next host. */
 static void
 delivery_route_try(struct delivery *dl)
 {
-	while (dl->ai_next != NULL && dl->tries < DELIVERY_MAX_ADDRS) {
-		struct addrinfo *a = dl->ai_next;
-		dl->ai_next = a->ai_next;
+	while (dl->addr_idx < dl->addrs.n && delivery_route_budget(dl)) {
+		dl->cur_addr = dl->addrs.addr[dl->addr_idx++];
 		dl->tries++;
-		delivery_route_name(dl, a->ai_addr);
-		int r = conn_connect(dl->d->loop, a->ai_addr,
-				     &delivery_conn_hooks, dl, &dl->conn);
-		if (r == 0) {
-			dl->connecting = true;
-			delivery_set_timer(dl, DELIVERY_CONNECT_MS);
+		dl->plain_retry = false;
+		if (delivery_route_connect(dl) == 0)
 			return;
-		}
-		snprintf(dl->last_error, sizeof(dl->last_error),
-			 "connect to %s: %s", dl->relay, uv_strerror(r));
-		log_info("%s", dl->last_error);
 	}
-	if (dl->ai)
-		uv_freeaddrinfo(dl->ai);
-	dl->ai = dl->ai_next = NULL;
+	dl->addrs.n = dl->addr_idx = 0;
 	dl->host_idx++;
 	delivery_route_resolve(dl);
 }
 
 static void
-delivery_route_resolved(uv_getaddrinfo_t *req, int status,
-			struct addrinfo *res)
+delivery_route_got_addrs(void *arg, enum mx_status status,
+			 const struct resolver_addrs *addrs, const char *text)
+{
+	struct delivery *dl = arg;
+	dl->dns = NULL;
+	const struct route_host *h = delivery_route_host(dl);
+	if (status != MX_OK) {
+		if (status == MX_TEMP)
+			dl->any_temp = true;
+		delivery_set_last(dl, 0, status == MX_TEMP ? "4.4.3" : "5.4.4",
+				  "Host or domain name not found. Name service "
+				  "error for name=%s type=A: %s",
+				  h->name, text ? text : "no address");
+		dl->host_idx++;
+		delivery_route_resolve(dl);
+		return;
+	}
+	dl->addrs = *addrs;
+	dl->addr_idx = 0;
+	delivery_route_try(dl);
+}
+
+static void
+delivery_route_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct delivery *dl = req->data;
 	dl->gai_busy = false;
@@ -83,42 +135,49 @@ delivery_route_resolved(uv_getaddrinfo_t *req, int status,
 		return;
 	}
 	dl->refs--; /* the timer still holds one */
-	if (status < 0) {
-		const struct config_hostport *hp = delivery_route_host(dl);
-		snprintf(dl->last_error, sizeof(dl->last_error),
-			 "Host or domain name not found. Name service error "
-			 "for name=%s: %s",
-			 hp->host, uv_strerror(status));
-		str_copy(dl->last_enh, sizeof(dl->last_enh), "4.4.3");
-		log_info("%s", dl->last_error);
-		dl->host_idx++;
-		delivery_route_resolve(dl);
+	struct resolver_addrs addrs = { .n = 0 };
+	for (struct addrinfo *a = res; a && addrs.n < RESOLVER_MAX_ADDRS;
+	     a = a->ai_next)
+		if (a->ai_addrlen <= sizeof(addrs.addr[0]))
+			memcpy(&addrs.addr[addrs.n++], a->ai_addr, a->ai_addrlen);
+	if (res)
+		uv_freeaddrinfo(res);
+	if (status < 0 || addrs.n == 0) {
+		delivery_route_got_addrs(dl, MX_TEMP, NULL,
+					 uv_strerror(status ? status : UV_ENOENT));
 		return;
 	}
-	dl->ai = dl->ai_next = res;
-	delivery_route_try(dl);
+	delivery_route_got_addrs(dl, MX_OK, &addrs, NULL);
+}
+
+/* An IP literal needs no lookup. */
+static bool
+delivery_route_literal(const struct route_host *h, struct resolver_addrs *out)
+{
+	struct sockaddr_storage *ss = &out->addr[0];
+	memset(ss, 0, sizeof(*ss));
+	if (uv_ip4_addr(h->name, h->port, (struct sockaddr_in *)ss) != 0 &&
+	    uv_ip6_addr(h->name, h->port, (struct sockaddr_in6 *)ss) != 0)
+		return false;
+	out->n = 1;
+	return true;
 }
 
 static void
-delivery_route_resolve(struct delivery *dl)
+delivery_route_system(struct delivery *dl, const struct route_host *h)
 {
-	const struct config *cfg = &dl->d->cfg;
-	if (dl->host_idx >= cfg->relay.nhost || dl->tries >= DELIVERY_MAX_ADDRS) {
-		delivery_give_up(dl);
-		return;
-	}
-	const struct config_hostport *hp = &cfg->relay.host[dl->host_idx];
 	char port[8];
-	snprintf(port, sizeof(port), "%u", hp->port);
+	snprintf(port, sizeof(port), "%u", h->port);
 	struct addrinfo hints = { 0 };
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	dl->gai.data = dl;
-	int r = uv_getaddrinfo(dl->d->loop, &dl->gai, delivery_route_resolved,
-			       hp->host, port, &hints);
+	int r = uv_getaddrinfo(dl->d->loop, &dl->gai, delivery_route_gai_cb,
+			       h->name, port, &hints);
 	if (r != 0) {
-		snprintf(dl->last_error, sizeof(dl->last_error),
-			 "cannot resolve %s: %s", hp->host, uv_strerror(r));
+		dl->any_temp = true;
+		delivery_set_last(dl, 0, "4.4.3", "cannot resolve %s: %s",
+				  h->name, uv_strerror(r));
 		dl->host_idx++;
 		delivery_route_resolve(dl);
 		return;
@@ -127,16 +186,132 @@ delivery_route_resolve(struct delivery *dl)
 	dl->refs++;
 }
 
-void
-delivery_route_start(struct delivery *dl)
+/* Nothing left to try: bounce when no host could ever be used. */
+static void
+delivery_route_exhausted(struct delivery *dl)
 {
+	if (!delivery_route_is_relay(dl) && dl->tries == 0 && !dl->any_temp) {
+		struct smtp_client_result r = { .code = 550, .cmd = "" };
+		str_copy(r.enh, sizeof(r.enh), dl->implicit_mx ? "5.1.2" : "5.4.4");
+		snprintf(r.text, sizeof(r.text),
+			 dl->implicit_mx
+				 ? "Host or domain name not found: %s has no "
+				   "MX and no address"
+				 : "no usable MX host for %s",
+			 dl->dest->name);
+		delivery_route_failed(dl, &r);
+		return;
+	}
+	delivery_give_up(dl);
+}
+
+static void
+delivery_route_resolve(struct delivery *dl)
+{
+	if (dl->host_idx >= dl->nhosts || !delivery_route_budget(dl)) {
+		delivery_route_exhausted(dl);
+		return;
+	}
+	const struct route_host *h = &dl->hosts[dl->host_idx];
+	if (delivery_route_literal(h, &dl->addrs)) {
+		dl->addr_idx = 0;
+		delivery_route_try(dl);
+		return;
+	}
+	if (delivery_route_is_relay(dl)) {
+		delivery_route_system(dl, h);
+		return;
+	}
+	dl->dns = resolver_addrs(dl->d->resolver, h->name, h->port,
+				 delivery_route_got_addrs, dl);
+	if (dl->dns == NULL)
+		delivery_route_got_addrs(dl, MX_TEMP, NULL, "out of memory");
+}
+
+static void
+delivery_route_got_mx(void *arg, enum mx_status status,
+		      const struct mx_list *list, const char *text)
+{
+	struct delivery *dl = arg;
+	dl->dns = NULL;
+	const char *domain = dl->dest->name;
+	uint16_t port = dl->d->cfg.mx.port;
+	if (status == MX_OK) {
+		for (size_t i = 0; i < list->n && i < MX_MAX_HOSTS; i++) {
+			str_copy(dl->hosts[i].name, sizeof(dl->hosts[i].name),
+				 list->host[i].name);
+			dl->hosts[i].port = port;
+		}
+		dl->nhosts = list->n < MX_MAX_HOSTS ? list->n : MX_MAX_HOSTS;
+	} else if (status == MX_IMPLICIT) {
+		str_copy(dl->hosts[0].name, sizeof(dl->hosts[0].name), domain);
+		dl->hosts[0].port = port;
+		dl->nhosts = 1;
+		dl->implicit_mx = true;
+	} else {
+		struct smtp_client_result r = { .code = mx_status_code(status),
+						.cmd = "" };
+		str_copy(r.enh, sizeof(r.enh), mx_status_enh(status));
+		snprintf(r.text, sizeof(r.text), "%s: %s%s%s",
+			 status == MX_NULL ? "Recipient address has null MX"
+			 : status == MX_NXDOMAIN
+				 ? "Host or domain name not found"
+			 : status == MX_BAD ? "no usable MX host"
+					    : "DNS lookup failed",
+			 domain, text && *text ? ": " : "", text ? text : "");
+		if (mx_status_permanent(status)) {
+			log_info("%s: %s", domain, r.text);
+			delivery_route_failed(dl, &r);
+		} else {
+			dl->last = r;
+			log_info("%s: %s", domain, r.text);
+			delivery_give_up(dl);
+		}
+		return;
+	}
 	dl->host_idx = 0;
-	dl->tries = 0;
 	delivery_route_resolve(dl);
 }
 
+static void
+delivery_route_relay_hosts(struct delivery *dl)
+{
+	const struct config *cfg = &dl->d->cfg;
+	dl->nhosts = 0;
+	for (size_t i = 0; i < cfg->relay.nhost && i < MX_MAX_HOSTS; i++) {
+		str_copy(dl->hosts[i].name, sizeof(dl->hosts[i].name),
+			 cfg->relay.host[i].host);
+		dl->hosts[i].port = cfg->relay.host[i].port;
+		dl->nhosts++;
+	}
+}
+
 void
-delivery_route_next(struct delivery *dl)
+delivery_route_start(struct delivery *dl)
+{
+	dl->host_idx = dl->tries = dl->sessions = 0;
+	dl->any_temp = false;
+	if (delivery_route_is_relay(dl)) {
+		delivery_route_relay_hosts(dl);
+		delivery_route_resolve(dl);
+		return;
+	}
+	char ip[64];
+	if (mx_literal_ip(dl->dest->name, ip, sizeof(ip)) == 0) {
+		str_copy(dl->hosts[0].name, sizeof(dl->hosts[0].name), ip);
+		dl->hosts[0].port = dl->d->cfg.mx.port;
+		dl->nhosts = 1;
+		delivery_route_resolve(dl);
+		return;
+	}
+	dl->dns = resolver_mx(dl->d->resolver, dl->dest->name,
+			      delivery_route_got_mx, dl);
+	if (dl->dns == NULL)
+		delivery_route_got_mx(dl, MX_TEMP, NULL, "out of memory");
+}
+
+static void
+delivery_route_drop_conn(struct delivery *dl)
 {
 	if (dl->conn != NULL)
 		conn_close(dl->conn);
@@ -148,5 +323,20 @@ delivery_route_next(struct delivery *dl)
 	dl->session_ok = false;
 	buf_reset(&dl->lines);
 	uv_timer_stop(&dl->timer);
+}
+
+void
+delivery_route_next(struct delivery *dl)
+{
+	delivery_route_drop_conn(dl);
 	delivery_route_try(dl);
+}
+
+void
+delivery_route_plain(struct delivery *dl)
+{
+	delivery_route_drop_conn(dl);
+	dl->plain_retry = true;
+	if (delivery_route_connect(dl) != 0)
+		delivery_route_try(dl);
 }

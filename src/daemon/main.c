@@ -24,10 +24,11 @@
 
 #include "outbox/daemon.h"
 #include "outbox/log.h"
+#include "outbox/resolver.h"
 #include "outbox/str.h"
 
 #define SHUTDOWN_GRACE_MS 10000
-#define RETIRED_TLS_MAX 16
+#define RETIRED_MAX 16
 
 static struct daemon daemon_state;
 static uv_signal_t sig_term, sig_int, sig_hup;
@@ -36,9 +37,13 @@ static uv_timer_t shutdown_timer;
  * one, so the exit condition is polled as well as checked on events. */
 static uv_timer_t drain_timer;
 static bool handles_closed;
-/* TLS contexts replaced by a reload; kept until exit because connections
- * started before the reload may still use them. */
-static struct tls_ctx *retired_tls[RETIRED_TLS_MAX];
+/* Contexts and resolvers replaced by a reload; kept until exit because
+ * deliveries started before the reload may still use them. */
+struct retired {
+	struct tls_ctx *tls, *mx_tls;
+	struct resolver *resolver;
+};
+static struct retired retired[RETIRED_MAX];
 static size_t nretired;
 
 static void
@@ -86,36 +91,73 @@ daemon_load(struct daemon *d, struct config *cfg, char *err, size_t errlen)
 			? config_load_string(config_local_ini, "(embedded --local config)",
 					     cfg, err, errlen)
 			: config_load(d->config_path, cfg, err, errlen);
-	if (r != 0)
-		return -1;
-	if (cfg->relay.nhost == 0) {
-		snprintf(err, errlen,
-			 "%s: [relay] host is not set, and direct MX delivery is "
-			 "not supported yet: set [relay] host (or "
-			 "OUTBOX_RELAY_HOST) to your smarthost, e.g. "
-			 "smtp.example.com:587",
-			 d->config_embedded ? "(embedded --local config)"
-					    : d->config_path);
+	return r != 0 ? -1 : 0;
+}
+
+/* What delivery needs from cfg: TLS contexts, password, resolver. */
+struct daemon_route {
+	struct tls_ctx *tls, *mx_tls;
+	struct resolver *resolver;
+	char password[sizeof(((struct daemon *)0)->password)];
+};
+
+static void
+daemon_route_free(struct daemon_route *rt)
+{
+	tls_ctx_free(rt->tls);
+	tls_ctx_free(rt->mx_tls);
+	if (rt->resolver)
+		resolver_free(rt->resolver);
+	explicit_bzero(rt->password, sizeof(rt->password));
+	memset(rt, 0, sizeof(*rt));
+}
+
+/*
+ * Relay mode: the smarthost's TLS context (verifying, unless verify = no)
+ * and password. Direct mode: the MX TLS context (verifying only for
+ * tls = required; opportunistic TLS reports instead) and a resolver.
+ */
+static int
+daemon_route_setup(uv_loop_t *loop, const struct config *cfg,
+		   struct daemon_route *rt, char *err, size_t errlen)
+{
+	memset(rt, 0, sizeof(*rt));
+	if (cfg->relay.nhost > 0) {
+		if (cfg->relay.password_file[0] != '\0' &&
+		    config_read_password(cfg, rt->password, sizeof(rt->password),
+					 err, errlen) != 0)
+			return -1;
+		if (cfg->relay.tls == CONFIG_TLS_NONE)
+			return 0;
+		rt->tls = tls_ctx_new(cfg->relay.ca_file[0] ? cfg->relay.ca_file
+							     : NULL,
+				      cfg->relay.verify, err, errlen);
+		return rt->tls ? 0 : -1;
+	}
+	if (cfg->mx.tls != CONFIG_MX_TLS_NONE) {
+		rt->mx_tls = tls_ctx_new(cfg->mx.ca_file[0] ? cfg->mx.ca_file : NULL,
+					 cfg->mx.tls == CONFIG_MX_TLS_REQUIRED,
+					 err, errlen);
+		if (rt->mx_tls == NULL)
+			return -1;
+	}
+	if (loop != NULL &&
+	    resolver_new(loop, cfg->mx.dns_servers, cfg->mx.ndns_servers,
+			 &rt->resolver, err, errlen) != 0) {
+		daemon_route_free(rt);
 		return -1;
 	}
 	return 0;
 }
 
-/* TLS context and password for cfg. 0, or -1 with err. */
-static int
-daemon_relay_setup(const struct config *cfg, struct tls_ctx **tls,
-		   char *password, size_t pwlen, char *err, size_t errlen)
+static void
+daemon_route_install(struct daemon *d, struct daemon_route *rt)
 {
-	*tls = NULL;
-	password[0] = '\0';
-	if (cfg->relay.password_file[0] != '\0' &&
-	    config_read_password(cfg, password, pwlen, err, errlen) != 0)
-		return -1;
-	if (cfg->relay.tls == CONFIG_TLS_NONE)
-		return 0;
-	*tls = tls_ctx_new(cfg->relay.ca_file[0] ? cfg->relay.ca_file : NULL,
-			   cfg->relay.verify, err, errlen);
-	return *tls ? 0 : -1;
+	d->tls = rt->tls;
+	d->mx_tls = rt->mx_tls;
+	d->resolver = rt->resolver;
+	memcpy(d->password, rt->password, sizeof(d->password));
+	explicit_bzero(rt->password, sizeof(rt->password));
 }
 
 static void
@@ -144,6 +186,15 @@ daemon_maybe_exit(struct daemon *d)
 	uv_close((uv_handle_t *)&drain_timer, NULL);
 	queue_free(d->queue);
 	d->queue = NULL;
+	/* No delivery is left to ask: close c-ares' sockets and timer too. */
+	if (d->resolver)
+		resolver_free(d->resolver);
+	d->resolver = NULL;
+	for (size_t i = 0; i < nretired; i++) {
+		if (retired[i].resolver)
+			resolver_free(retired[i].resolver);
+		retired[i].resolver = NULL;
+	}
 }
 
 static void
@@ -176,16 +227,32 @@ daemon_stop(struct daemon *d, int signum)
 	daemon_maybe_exit(d);
 }
 
+static int
+daemon_spool_path(struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->spool.dir[0] == '/')
+		return 0;
+	char cwd[PATH_MAX], abs[CONFIG_PATH_MAX];
+	if (getcwd(cwd, sizeof(cwd)) == NULL ||
+	    (size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, cfg->spool.dir) >=
+		    sizeof(abs)) {
+		snprintf(err, errlen, "cannot resolve spool dir %s",
+			 cfg->spool.dir);
+		return -1;
+	}
+	str_copy(cfg->spool.dir, sizeof(cfg->spool.dir), abs);
+	return 0;
+}
+
 static void
 daemon_reload(struct daemon *d)
 {
 	struct config cfg;
 	char err[CONFIG_ERR_MAX];
-	struct tls_ctx *tls = NULL;
-	char password[sizeof(d->password)];
+	struct daemon_route rt;
 	if (daemon_load(d, &cfg, err, sizeof(err)) != 0 ||
-	    daemon_relay_setup(&cfg, &tls, password, sizeof(password), err,
-			       sizeof(err)) != 0) {
+	    daemon_spool_path(&cfg, err, sizeof(err)) != 0 ||
+	    daemon_route_setup(d->loop, &cfg, &rt, err, sizeof(err)) != 0) {
 		log_err("reload failed, keeping the old configuration: %s", err);
 		return;
 	}
@@ -199,19 +266,17 @@ daemon_reload(struct daemon *d)
 	       sizeof(cfg.listen.address));
 	cfg.listen.naddress = d->cfg.listen.naddress;
 	str_copy(cfg.spool.dir, sizeof(cfg.spool.dir), d->cfg.spool.dir);
-	if (d->tls) {
-		if (nretired == RETIRED_TLS_MAX) {
-			tls_ctx_free(retired_tls[0]);
-			memmove(retired_tls, retired_tls + 1,
-				sizeof(retired_tls[0]) * (RETIRED_TLS_MAX - 1));
-			nretired--;
-		}
-		retired_tls[nretired++] = d->tls;
+	if (nretired == RETIRED_MAX) {
+		tls_ctx_free(retired[0].tls);
+		tls_ctx_free(retired[0].mx_tls);
+		if (retired[0].resolver)
+			resolver_free(retired[0].resolver);
+		memmove(retired, retired + 1, sizeof(retired[0]) * (RETIRED_MAX - 1));
+		nretired--;
 	}
-	d->tls = tls;
+	retired[nretired++] = (struct retired){ d->tls, d->mx_tls, d->resolver };
+	daemon_route_install(d, &rt);
 	d->cfg = cfg;
-	memcpy(d->password, password, sizeof(password));
-	explicit_bzero(password, sizeof(password));
 	daemon_hostname(d);
 	log_set_level(cfg.log.level);
 	log_info("configuration reloaded");
@@ -228,23 +293,6 @@ signal_cb(uv_signal_t *h, int signum)
 		daemon_reload(d);
 	else
 		daemon_stop(d, signum);
-}
-
-static int
-daemon_spool_path(struct config *cfg, char *err, size_t errlen)
-{
-	if (cfg->spool.dir[0] == '/')
-		return 0;
-	char cwd[PATH_MAX], abs[CONFIG_PATH_MAX];
-	if (getcwd(cwd, sizeof(cwd)) == NULL ||
-	    (size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, cfg->spool.dir) >=
-		    sizeof(abs)) {
-		snprintf(err, errlen, "cannot resolve spool dir %s",
-			 cfg->spool.dir);
-		return -1;
-	}
-	str_copy(cfg->spool.dir, sizeof(cfg->spool.dir), abs);
-	return 0;
 }
 
 static int
@@ -336,12 +384,13 @@ daemon_setup(struct daemon *d, const struct options *o)
 	log_init("outboxd", o->foreground ? d->cfg.log.target : LOG_TO_SYSLOG,
 		 d->cfg.log.level);
 	daemon_hostname(d);
+	struct daemon_route rt;
 	if (tls_global_init() != 0 ||
-	    daemon_relay_setup(&d->cfg, &d->tls, d->password,
-			       sizeof(d->password), err, sizeof(err)) != 0) {
+	    daemon_route_setup(NULL, &d->cfg, &rt, err, sizeof(err)) != 0) {
 		log_err("%s", err);
 		return 1;
 	}
+	daemon_route_install(d, &rt);
 	const char *t = getenv("OUTBOX_TEST_CLIENT_TIMEOUT");
 	uint64_t secs;
 	if (t && str_to_u64(t, 1, 3600, &secs) == 0)
@@ -354,6 +403,14 @@ daemon_run(struct daemon *d)
 {
 	char err[CONFIG_ERR_MAX];
 	d->loop = uv_default_loop();
+	if (d->cfg.relay.nhost == 0 &&
+	    resolver_new(d->loop, d->cfg.mx.dns_servers, d->cfg.mx.ndns_servers,
+			 &d->resolver, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	log_info("delivery: %s", d->cfg.relay.nhost ? "through the smarthost"
+						     : "direct to MX hosts");
 	if (spool_open(d->loop, d->cfg.spool.dir, &d->spool, err,
 		       sizeof(err)) != 0) {
 		log_err("%s", err);
@@ -388,6 +445,11 @@ daemon_run(struct daemon *d)
 static void
 daemon_cleanup(struct daemon *d)
 {
+	if (d->resolver)
+		resolver_free(d->resolver);
+	for (size_t i = 0; i < nretired; i++)
+		if (retired[i].resolver)
+			resolver_free(retired[i].resolver);
 	if (d->loop != NULL) {
 		if (!handles_closed) {
 			if (d->queue)
@@ -402,8 +464,11 @@ daemon_cleanup(struct daemon *d)
 	if (d->spool)
 		spool_close(d->spool);
 	tls_ctx_free(d->tls);
-	for (size_t i = 0; i < nretired; i++)
-		tls_ctx_free(retired_tls[i]);
+	tls_ctx_free(d->mx_tls);
+	for (size_t i = 0; i < nretired; i++) {
+		tls_ctx_free(retired[i].tls);
+		tls_ctx_free(retired[i].mx_tls);
+	}
 	tls_global_cleanup();
 	explicit_bzero(d->password, sizeof(d->password));
 }

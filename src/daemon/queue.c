@@ -1,30 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The in-memory queue over the spool, and when to deliver.
+ * The in-memory queue over the spool: messages and when to try them.
  *
- * Every committed message is one struct qmsg. Messages waiting for their
- * next attempt sit in a min-heap ordered by next_attempt; one uv_timer
- * wakes the queue when the earliest is due. A delivery takes due messages
- * one by one over a single connection (several transactions per session);
- * up to QUEUE_DELIVERIES connections run at once.
+ * Every committed message is one struct qmsg. Idle messages sit in a
+ * min-heap ordered by next_attempt; one uv_timer wakes the queue when the
+ * earliest is due. A due message is split into jobs, one per destination
+ * (dest.c), which deliveries take from the destinations' FIFOs.
  *
- * After a delivery reports per-recipient results, the envelope is
- * rewritten durably before the message is requeued, or removed from the
- * spool when no recipient is pending. A destination that cannot be reached
- * at all is backed off as a whole (in memory), so a dead smarthost costs
- * one connection attempt per backoff step, not one per message.
+ * Durability of results: after each job the envelope is rewritten (2xx
+ * recipients are never sent again, I3); rewrites of one message never
+ * overlap: a change made while one is in flight marks the message dirty
+ * and is written next. When the last job is done the message is removed
+ * from the spool if nothing is pending, else requeued with its backoff.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/time.h>
 
 #include "outbox/backoff.h"
 #include "outbox/daemon.h"
 #include "outbox/log.h"
+#include "outbox/mx.h"
+#include "outbox/str.h"
 
 #include "queue_priv.h"
-
-#define QUEUE_DELIVERIES 4
 
 struct queue {
 	struct daemon *d;
@@ -32,14 +33,16 @@ struct queue {
 	size_t n, cap;
 	size_t total;               /* every message the queue owns */
 	uv_timer_t timer;
-	struct delivery *dls[QUEUE_DELIVERIES];
-	unsigned ndls;
-	unsigned updates;           /* spool updates in flight */
-	int64_t dest_next_try;
-	uint32_t dest_failures;
+	unsigned updates;           /* spool rewrites and removals in flight */
 	bool stopping;
-	bool timer_closed;
+	struct dest_table dests;
 };
+
+struct dest_table *
+queue_dests(struct queue *q)
+{
+	return &q->dests;
+}
 
 static bool
 heap_less(const struct qmsg *a, const struct qmsg *b)
@@ -130,6 +133,18 @@ queue_new(struct daemon *d, struct queue **out)
 	return 0;
 }
 
+struct daemon *
+queue_daemon(struct queue *q)
+{
+	return q->d;
+}
+
+bool
+queue_stopping(const struct queue *q)
+{
+	return q->stopping;
+}
+
 static void
 qmsg_free(struct qmsg *m)
 {
@@ -137,8 +152,9 @@ qmsg_free(struct qmsg *m)
 	free(m);
 }
 
-void
-queue_add(struct queue *q, struct envelope *env)
+/* Take over a heap envelope (its parts move into the qmsg). */
+static struct qmsg *
+qmsg_new(struct envelope *env)
 {
 	struct qmsg *m = calloc(1, sizeof(*m));
 	if (m == NULL) {
@@ -146,10 +162,19 @@ queue_add(struct queue *q, struct envelope *env)
 		log_err("%s: out of memory; message stays in the spool", env->id);
 		envelope_free(env);
 		free(env);
-		return;
+		return NULL;
 	}
-	m->env = *env; /* take over the heap parts */
+	m->env = *env;
 	free(env);
+	return m;
+}
+
+void
+queue_add(struct queue *q, struct envelope *env)
+{
+	struct qmsg *m = qmsg_new(env);
+	if (m == NULL)
+		return;
 	if (heap_push(q, m) != 0) {
 		log_err("%s: out of memory; message stays in the spool",
 			m->env.id);
@@ -164,23 +189,109 @@ void
 queue_recover_each(void *arg, struct envelope *env)
 {
 	struct queue *q = arg;
-	struct qmsg *m = calloc(1, sizeof(*m));
-	if (m == NULL || (m->env = *env, heap_push(q, m) != 0)) {
-		log_err("%s: out of memory while loading the queue", env->id);
-		envelope_free(env);
-		free(m);
-		free(env);
+	struct qmsg *m = qmsg_new(env);
+	if (m == NULL)
+		return;
+	if (heap_push(q, m) != 0) {
+		log_err("%s: out of memory while loading the queue", m->env.id);
+		qmsg_free(m);
 		return;
 	}
-	free(env);
 	q->total++;
+}
+
+/* The destination a recipient belongs to; "" for the smarthost. */
+static int
+queue_rcpt_dest(const struct queue *q, const char *addr, char *out,
+		size_t size)
+{
+	if (q->d->cfg.relay.nhost > 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	return mx_rcpt_domain(addr, out, size);
+}
+
+static struct job *
+job_new(struct qmsg *m, struct dest *dest, size_t cap)
+{
+	struct job *job = calloc(1, sizeof(*job) + cap * sizeof(size_t));
+	if (job == NULL)
+		return NULL;
+	job->m = m;
+	job->dest = dest;
+	return job;
+}
+
+static void queue_finalize(struct queue *q, struct qmsg *m);
+
+/* A recipient without a domain cannot be routed to an MX host. */
+static void
+queue_fail_unroutable(struct queue *q, struct qmsg *m, size_t i)
+{
+	struct job *job = job_new(m, NULL, 1);
+	if (job == NULL)
+		return;
+	job->idx[0] = i;
+	job->n = 1;
+	struct smtp_client_result r = { .code = 550, .cmd = "RCPT" };
+	str_copy(r.enh, sizeof(r.enh), "5.1.3");
+	str_copy(r.text, sizeof(r.text),
+		 "recipient address has no domain and no [rewrite] domain "
+		 "is set");
+	queue_rcpt_result(job, 0, "none", &r, STAGE_RCPT);
+	free(job);
+}
+
+/*
+ * Split a due message into one job per destination. Recipients are
+ * grouped by a linear scan per destination: a message has few domains,
+ * and this runs once per attempt.
+ */
+static void
+queue_activate(struct queue *q, struct qmsg *m)
+{
+	struct envelope *e = &m->env;
+	bool *taken = calloc(e->nrcpts ? e->nrcpts : 1, sizeof(bool));
+	if (taken == NULL) {
+		heap_push(q, m);
+		return;
+	}
+	m->jobs = 1; /* held while the jobs are handed out */
+	for (size_t i = 0; i < e->nrcpts; i++) {
+		if (taken[i] || e->rcpts[i].state != RCPT_PENDING)
+			continue;
+		char name[HOSTNAME_MAX + 3], other[HOSTNAME_MAX + 3];
+		if (queue_rcpt_dest(q, e->rcpts[i].addr, name, sizeof(name)) != 0) {
+			queue_fail_unroutable(q, m, i);
+			continue;
+		}
+		struct dest *d = dest_get(q, name);
+		struct job *job = d ? job_new(m, d, e->nrcpts - i) : NULL;
+		if (job == NULL)
+			break; /* stays pending: retried after backoff */
+		for (size_t k = i; k < e->nrcpts; k++) {
+			if (taken[k] || e->rcpts[k].state != RCPT_PENDING)
+				continue;
+			if (queue_rcpt_dest(q, e->rcpts[k].addr, other,
+					    sizeof(other)) != 0 ||
+			    strcmp(other, name) != 0)
+				continue;
+			taken[k] = true;
+			job->idx[job->n++] = k;
+		}
+		m->jobs++;
+		dest_enqueue(q, d, job);
+	}
+	free(taken);
+	if (--m->jobs == 0)
+		queue_finalize(q, m);
 }
 
 static bool
 queue_due(const struct queue *q, int64_t now)
 {
-	return q->n > 0 && q->heap[0]->env.next_attempt <= now &&
-	       q->dest_next_try <= now;
+	return q->n > 0 && q->heap[0]->env.next_attempt <= now;
 }
 
 static void
@@ -191,8 +302,6 @@ queue_arm_timer(struct queue *q, int64_t now)
 		return;
 	}
 	int64_t when = q->heap[0]->env.next_attempt;
-	if (q->dest_next_try > when)
-		when = q->dest_next_try;
 	int64_t ms = when > now ? (when - now) * 1000 : 0;
 	/* Wall-clock seconds: wake a little after the second boundary. */
 	uv_timer_start(&q->timer, queue_timer_cb, (uint64_t)ms + 50, 0);
@@ -204,101 +313,67 @@ queue_kick(struct queue *q)
 	if (q->stopping)
 		return;
 	int64_t now = daemon_now();
-	while (q->ndls < QUEUE_DELIVERIES && queue_due(q, now)) {
-		struct qmsg *m = heap_pop(q);
-		struct delivery *dl = delivery_start(q->d, q, m);
-		if (dl == NULL) {
-			heap_push(q, m);
-			break;
-		}
-		q->dls[q->ndls++] = dl;
-	}
-	if (q->ndls == QUEUE_DELIVERIES || !queue_due(q, now))
-		queue_arm_timer(q, now);
+	while (queue_due(q, now))
+		queue_activate(q, heap_pop(q));
+	dest_dispatch(q);
+	queue_arm_timer(q, now);
 }
 
-struct qmsg *
-queue_take(struct queue *q)
+static double
+queue_delay(const struct envelope *e)
 {
-	if (q->stopping || !queue_due(q, daemon_now()))
-		return NULL;
-	return heap_pop(q);
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	double d = (double)tv.tv_sec + tv.tv_usec / 1e6 - (double)e->arrival;
+	return d < 0 ? 0 : d;
 }
 
-void
-queue_return(struct queue *q, struct qmsg *m)
-{
-	if (heap_push(q, m) != 0) {
-		q->total--;
-		qmsg_free(m);
-	}
-}
-
-void
-queue_drop(struct queue *q, struct qmsg *m)
-{
-	q->total--;
-	qmsg_free(m);
-}
-
-void
-queue_dest_failed(struct queue *q)
-{
-	uint32_t rnd = 0;
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-		rnd = (uint32_t)daemon_now();
-	q->dest_failures++;
-	const struct config *cfg = &q->d->cfg;
-	q->dest_next_try = daemon_now() +
-			   backoff_delay(q->dest_failures,
-					 (int64_t)cfg->spool.retry_min_s,
-					 (int64_t)cfg->spool.retry_max_s, rnd);
-}
-
-void
-queue_dest_ok(struct queue *q)
-{
-	q->dest_failures = 0;
-	q->dest_next_try = 0;
-}
-
-void
-queue_reset_backoff(struct queue *q)
-{
-	queue_dest_ok(q);
-}
-
-struct queue_update {
-	struct queue *q;
-	struct qmsg *m;
-	bool removed;
-};
-
+/* "550 5.1.1 text" with the reply's lines folded onto one line. */
 static void
-queue_update_cb(void *arg, int status)
+queue_reply_text(const struct smtp_client_result *r, char *out, size_t size)
 {
-	struct queue_update *u = arg;
-	struct queue *q = u->q;
-	struct qmsg *m = u->m;
-	q->updates--;
-	if (u->removed) {
-		if (status < 0)
-			log_warn("%s: cannot remove from the spool: %s",
-				 m->env.id, uv_strerror(status));
-		q->total--;
-		qmsg_free(m);
-	} else {
-		if (status < 0)
-			log_warn("%s: cannot update the queue file: %s "
-				 "(recipients may be tried again)",
-				 m->env.id, uv_strerror(status));
-		queue_return(q, m);
-	}
-	free(u);
-	if (q->stopping)
-		daemon_maybe_exit(q->d);
+	char text[SMTP_REPLY_TEXT_MAX];
+	str_copy(text, sizeof(text), r->text);
+	for (char *p = text; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	if (r->code == 0)
+		snprintf(out, size, "%s", text);
+	else if (r->enh[0] && strncmp(text, r->enh, strlen(r->enh)) != 0)
+		snprintf(out, size, "%d %s %s", r->code, r->enh, text);
 	else
-		queue_kick(q);
+		snprintf(out, size, "%d %s", r->code, text);
+}
+
+void
+queue_rcpt_result(struct job *job, size_t i, const char *relay,
+		  const struct smtp_client_result *r, enum dlv_stage stage)
+{
+	struct envelope *e = &job->m->env;
+	size_t k = job->idx[i];
+	enum dlv_result res = classify_result(r, stage);
+	char text[SMTP_REPLY_TEXT_MAX + 32], dsn[16];
+	queue_reply_text(r, text, sizeof(text));
+	classify_dsn(r, dsn, sizeof(dsn));
+	if (res == DLV_OK)
+		e->rcpts[k].state = RCPT_SENT;
+	else if (res == DLV_PERM)
+		e->rcpts[k].state = RCPT_FAILED;
+	if (envelope_set_error(e, k, res == DLV_OK ? NULL : text) != 0)
+		log_warn("%s: out of memory recording an error", e->id);
+	job->m->dirty = true;
+	log_info("%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
+		 e->id, e->rcpts[k].addr, relay, queue_delay(e), dsn,
+		 classify_status_word(res), text);
+}
+
+void
+queue_job_result_all(struct job *job, const char *relay,
+		     const struct smtp_client_result *r, enum dlv_stage stage)
+{
+	for (size_t i = 0; i < job->n; i++)
+		if (job->m->env.rcpts[job->idx[i]].state == RCPT_PENDING)
+			queue_rcpt_result(job, i, relay, r, stage);
 }
 
 /* Past max_lifetime (and tried often enough): give up on what is pending. */
@@ -324,10 +399,97 @@ queue_expire(struct queue *q, struct qmsg *m, int64_t now)
 	}
 }
 
-void
-queue_result(struct queue *q, struct qmsg *m)
+static void queue_persist(struct queue *q, struct qmsg *m);
+
+static void
+queue_requeue(struct queue *q, struct qmsg *m)
+{
+	m->finalize = false;
+	if (heap_push(q, m) != 0) {
+		log_err("%s: out of memory; message stays in the spool",
+			m->env.id);
+		q->total--;
+		qmsg_free(m);
+	}
+}
+
+struct queue_op {
+	struct queue *q;
+	struct qmsg *m;
+	bool remove;
+};
+
+static void
+queue_op_cb(void *arg, int status)
+{
+	struct queue_op *op = arg;
+	struct queue *q = op->q;
+	struct qmsg *m = op->m;
+	bool removed = op->remove;
+	free(op);
+	q->updates--;
+	m->updating = false;
+	if (status < 0)
+		log_warn("%s: cannot %s the queue file: %s", m->env.id,
+			 removed ? "remove" : "update", uv_strerror(status));
+	bool pending = envelope_count(&m->env, RCPT_PENDING) > 0;
+	if (removed || (m->dropped && m->jobs == 0)) {
+		q->total--;
+		qmsg_free(m);
+	} else if (m->dropped) {
+		/* its last job frees it */
+	} else if (m->dirty || (m->finalize && !pending)) {
+		queue_persist(q, m);
+	} else if (m->finalize) {
+		queue_requeue(q, m);
+	}
+	if (q->stopping)
+		daemon_maybe_exit(q->d);
+	else
+		queue_kick(q);
+}
+
+/* Write m's state, or remove it when nothing is pending and no job is open. */
+static void
+queue_persist(struct queue *q, struct qmsg *m)
+{
+	if (m->updating)
+		return; /* dirty stays set: written when that one finishes */
+	struct queue_op *op = malloc(sizeof(*op));
+	if (op == NULL)
+		return;
+	op->q = q;
+	op->m = m;
+	op->remove = m->jobs == 0 && envelope_count(&m->env, RCPT_PENDING) == 0;
+	m->dirty = false;
+	int r = op->remove ? spool_remove(q->d->spool, m->env.id, queue_op_cb, op)
+			   : spool_env_update(q->d->spool, &m->env, queue_op_cb, op);
+	if (r < 0) {
+		free(op);
+		log_warn("%s: cannot update the spool: %s", m->env.id,
+			 uv_strerror(r));
+		if (m->finalize)
+			queue_requeue(q, m); /* the disk state is older: safe */
+		return;
+	}
+	if (op->remove)
+		log_info("%s: removed", m->env.id);
+	m->updating = true;
+	q->updates++;
+}
+
+/* Every job of m is done: retry time for what is pending, then write. */
+static void
+queue_finalize(struct queue *q, struct qmsg *m)
 {
 	struct envelope *e = &m->env;
+	if (m->dropped) {
+		if (!m->updating) {
+			q->total--;
+			qmsg_free(m);
+		}
+		return;
+	}
 	int64_t now = daemon_now();
 	bool pending = envelope_count(e, RCPT_PENDING) > 0;
 	if (pending) {
@@ -341,43 +503,67 @@ queue_result(struct queue *q, struct qmsg *m)
 						      (int64_t)cfg->spool.retry_max_s,
 						      rnd);
 		queue_expire(q, m, now);
-		pending = envelope_count(e, RCPT_PENDING) > 0;
+		m->dirty = true;
 	}
-	struct queue_update *u = malloc(sizeof(*u));
-	if (u == NULL) {
-		queue_return(q, m);
-		return;
-	}
-	u->q = q;
-	u->m = m;
-	u->removed = !pending;
-	int r = pending ? spool_env_update(q->d->spool, e, queue_update_cb, u)
-			: spool_remove(q->d->spool, e->id, queue_update_cb, u);
-	if (r < 0) {
-		free(u);
-		log_warn("%s: cannot update the spool: %s", e->id,
-			 uv_strerror(r));
-		queue_return(q, m);
-		return;
-	}
-	q->updates++;
-	if (!pending)
-		log_info("%s: removed", e->id);
+	m->finalize = true;
+	if (m->updating)
+		return; /* queue_op_cb finishes it */
+	queue_persist(q, m);
 }
 
 void
-queue_delivery_done(struct queue *q, struct delivery *dl)
+queue_job_done(struct queue *q, struct job *job)
 {
-	for (unsigned i = 0; i < q->ndls; i++) {
-		if (q->dls[i] == dl) {
-			q->dls[i] = q->dls[--q->ndls];
-			break;
-		}
+	struct qmsg *m = job->m;
+	free(job);
+	if (--m->jobs == 0)
+		queue_finalize(q, m);
+	else if (m->dirty)
+		queue_persist(q, m);
+}
+
+void
+queue_job_return(struct queue *q, struct job *job)
+{
+	struct qmsg *m = job->m;
+	free(job);
+	if (--m->jobs > 0)
+		return;
+	if (m->dropped || m->updating || m->dirty) {
+		queue_finalize(q, m);
+		return;
 	}
-	if (q->stopping)
-		daemon_maybe_exit(q->d);
-	else
-		queue_kick(q);
+	queue_requeue(q, m);
+}
+
+void
+queue_job_drop(struct queue *q, struct job *job)
+{
+	struct qmsg *m = job->m;
+	m->dropped = true;
+	/* Its other jobs find nothing pending and finish without sending. */
+	for (size_t i = 0; i < m->env.nrcpts; i++)
+		if (m->env.rcpts[i].state == RCPT_PENDING)
+			m->env.rcpts[i].state = RCPT_FAILED;
+	m->dirty = false;
+	queue_job_done(q, job);
+}
+
+void
+queue_job_free(struct queue *q, struct job *job)
+{
+	struct qmsg *m = job->m;
+	free(job);
+	if (--m->jobs == 0) {
+		q->total--;
+		qmsg_free(m);
+	}
+}
+
+void
+queue_reset_backoff(struct queue *q)
+{
+	dest_reset_backoff(q);
 }
 
 void
@@ -387,18 +573,13 @@ queue_stop(struct queue *q)
 		return;
 	q->stopping = true;
 	uv_timer_stop(&q->timer);
-	/* delivery_abort() calls queue_delivery_done(), which edits dls. */
-	struct delivery *dls[QUEUE_DELIVERIES];
-	unsigned n = q->ndls;
-	memcpy(dls, q->dls, sizeof(dls));
-	for (unsigned i = 0; i < n; i++)
-		delivery_abort(dls[i]);
+	dest_abort_all(q);
 }
 
 unsigned
 queue_busy(const struct queue *q)
 {
-	return q ? q->ndls + q->updates : 0;
+	return q ? dest_active_total(q) + q->updates : 0;
 }
 
 size_t
@@ -414,6 +595,7 @@ queue_timer_closed(uv_handle_t *h)
 	for (size_t i = 0; i < q->n; i++)
 		qmsg_free(q->heap[i]);
 	free(q->heap);
+	dest_free_all(q);
 	free(q);
 }
 

@@ -3,7 +3,10 @@
  * Failure classification. 2xx is success; 4xx and every failure without a
  * reply (timeouts, lost connections, TLS and protocol errors) are temporary;
  * 5xx is permanent, except a 552 to RCPT, which RFC 5321 4.5.3.1.10 says to
- * treat as "too many recipients", a temporary condition.
+ * treat as "too many recipients", a temporary condition, and except a 5xx
+ * that ended the session before any transaction (a 554 greeting, an AUTH
+ * refusal): those say nothing about the message and are retried, as
+ * Postfix does (smtp_skip_5xx_greeting, smtp_sasl_auth_soft_bounce).
  */
 #include <stdio.h>
 
@@ -16,6 +19,8 @@ classify_result(const struct smtp_client_result *r, enum dlv_stage stage)
 	if (r->code >= 200 && r->code < 300)
 		return DLV_OK;
 	if (r->code >= 500 && r->code < 600) {
+		if (stage == STAGE_SESSION)
+			return DLV_TEMP;
 		if (stage == STAGE_RCPT && r->code == 552)
 			return DLV_TEMP;
 		return DLV_PERM;

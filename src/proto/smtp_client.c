@@ -187,6 +187,7 @@ smtp_client_fail(struct smtp_client *c, int code, const char *enh,
 	bool body = c->tx_active && !c->tx.abandoned;
 	f->in_data = body && (c->state == CS_BODY || c->state == CS_DATA_END);
 	f->after_dot = body && c->state == CS_DATA_END;
+	f->state = cli_state_names[c->state];
 	if (c->tx_active) {
 		f->in_tx = true;
 		tx_fail_pending(c, &f->r);

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 """Configuration as users meet it: `outbox config check`, `outboxd -t`,
 FILE:LINE errors, the password-file mode check (F11), environment
-overrides, and the refusal to start without a smarthost (direct MX
-delivery is not built yet)."""
+overrides, and direct MX delivery as the default when no smarthost is
+set (an empty configuration is valid)."""
 import os
 
 import harness
@@ -118,12 +118,13 @@ class ConfigCli(OutboxTestCase):
         self.assertEqual(res.returncode, 1)
         self.assertIn("OUTBOX_LISTEN_MAX_RECIPIENTS", res.stdout + res.stderr)
 
-    def test_no_relay_host_refused(self):
-        d = self.outboxd(start=False, relay=[])
-        rc, log = d.run_to_exit(timeout=10)
-        self.assertNotEqual(rc, 0)
-        self.assertRegex(log, r"(?i)(direct|mx)")
-        self.assertRegex(log, r"(?i)not (yet )?(supported|implemented|available)")
+    def test_no_relay_host_means_direct_mx(self):
+        d = self.outboxd(relay=[], settings={"mx": {"dns_servers": "127.0.0.1:%d" % free_port()}})
+        d.wait_log(r"delivery: direct to MX hosts", 5)
+        d.send_ok("app@local.test", ["rcpt@dest.test"], make_message("queued\r\n"))
+        # the DNS server is not there: the message is kept and deferred
+        d.wait_log(r"to=<rcpt@dest\.test>, relay=none, .*dsn=4\.4\.3, status=deferred", 30)
+        self.assertEqual(len(d.queued()), 1)
 
 
 if __name__ == "__main__":

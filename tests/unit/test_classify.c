@@ -30,6 +30,8 @@ main(void)
 		/* No reply at all (timeout, lost connection, TLS): temporary. */
 		{ 0, STAGE_SESSION, DLV_TEMP },   { 0, STAGE_DATA, DLV_TEMP },
 		{ 354, STAGE_DATA, DLV_TEMP },
+		/* A 5xx that ended the session (greeting, AUTH) is retried. */
+		{ 554, STAGE_SESSION, DLV_TEMP }, { 535, STAGE_SESSION, DLV_TEMP },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct smtp_client_result r = res(cases[i].code, "");
