@@ -301,10 +301,15 @@ queue_arm_timer(struct queue *q, int64_t now)
 		uv_timer_stop(&q->timer);
 		return;
 	}
-	int64_t when = q->heap[0]->env.next_attempt;
-	int64_t ms = when > now ? (when - now) * 1000 : 0;
-	/* Wall-clock seconds: wake a little after the second boundary. */
-	uv_timer_start(&q->timer, queue_timer_cb, (uint64_t)ms + 50, 0);
+	(void)now;
+	/* From the precise time: re-arming late in a second must not wake
+	 * the queue a second early. */
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	int64_t now_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+	int64_t when_ms = q->heap[0]->env.next_attempt * 1000;
+	int64_t ms = when_ms > now_ms ? when_ms - now_ms : 0;
+	uv_timer_start(&q->timer, queue_timer_cb, (uint64_t)ms + 20, 0);
 }
 
 void
@@ -498,10 +503,11 @@ queue_finalize(struct queue *q, struct qmsg *m)
 			rnd = (uint32_t)now;
 		e->attempts++;
 		const struct config *cfg = &q->d->cfg;
-		e->next_attempt = now + backoff_delay(e->attempts,
-						      (int64_t)cfg->spool.retry_min_s,
-						      (int64_t)cfg->spool.retry_max_s,
-						      rnd);
+		/* Rounded up: never sooner than the backoff after the failure. */
+		e->next_attempt = now + 1 +
+				  backoff_delay(e->attempts,
+						(int64_t)cfg->spool.retry_min_s,
+						(int64_t)cfg->spool.retry_max_s, rnd);
 		queue_expire(q, m, now);
 		m->dirty = true;
 	}
