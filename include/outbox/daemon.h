@@ -19,6 +19,7 @@
 
 struct listener;
 struct queue;
+struct control;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -32,6 +33,7 @@ struct daemon {
 	struct tls_ctx *tls;          /* relay TLS context; NULL with tls = none */
 	struct tls_ctx *mx_tls;       /* MX TLS context (verify only for tls = required) */
 	struct resolver *resolver;    /* c-ares, for direct delivery */
+	struct control *control;      /* outbox queue socket */
 	char password[512];           /* relay password; wiped at exit */
 	bool stopping;
 	uint64_t test_timeout_ms;     /* OUTBOX_TEST_CLIENT_TIMEOUT: caps client timeouts */
@@ -66,6 +68,26 @@ void queue_stop(struct queue *q);
 unsigned queue_busy(const struct queue *q);
 void queue_free(struct queue *q);
 size_t queue_size(const struct queue *q);
+
+/*
+ * queue.c, for the control socket (outbox queue). Messages are named by
+ * queue id; busy means a delivery holds it right now.
+ */
+typedef void (*queue_each_fn)(void *arg, const struct envelope *env, bool busy);
+void queue_ctl_foreach(struct queue *q, queue_each_fn fn, void *arg);
+const struct envelope *queue_ctl_find(struct queue *q, const char *id,
+				      bool *busy);
+/* Retry now: one message (0, -ENOENT) or every message (id NULL: count). */
+int queue_ctl_flush(struct queue *q, const char *id);
+/* Hold (kept, never delivered) or release; persistent. 0 or -ENOENT. */
+int queue_ctl_hold(struct queue *q, const char *id, bool hold);
+/* Remove without delivery or DSN. 0 done, 1 deferred until the delivery
+ * holding it gives it back (never mid-transaction), -ENOENT unknown. */
+int queue_ctl_delete(struct queue *q, const char *id);
+
+/* control.c: the UNIX control socket for `outbox queue`. */
+int control_start(struct daemon *d);
+void control_stop(struct daemon *d);
 
 /* Used by session.c and queue.c. */
 void daemon_date(char *out, size_t size);   /* RFC 5322 date, now */

@@ -20,7 +20,12 @@
 #include "outbox/id.h"
 #include "outbox/limits.h"
 
-enum rcpt_state { RCPT_PENDING, RCPT_SENT, RCPT_FAILED };
+/*
+ * RCPT_FAILED: failed permanently, no notification sent yet; RCPT_BOUNCED:
+ * failed and its DSN is queued (or suppressed: null sender). Only the
+ * last two states end a recipient's life.
+ */
+enum rcpt_state { RCPT_PENDING, RCPT_SENT, RCPT_FAILED, RCPT_BOUNCED };
 
 struct env_rcpt {
 	char *addr;           /* heap, owned */
@@ -28,7 +33,12 @@ struct env_rcpt {
 	char *last_error;     /* heap, owned, may be NULL: last reply or reason */
 };
 
-enum { ENV_F_8BIT = 1 << 0, ENV_F_SMTPUTF8 = 1 << 1 };
+enum {
+	ENV_F_8BIT = 1 << 0,
+	ENV_F_SMTPUTF8 = 1 << 1,
+	ENV_F_HELD = 1 << 2,     /* outbox queue hold: not delivered until released */
+	ENV_F_DSN = 1 << 3,      /* a delivery status notification we generated */
+};
 
 struct envelope {
 	char id[ID_SIZE];

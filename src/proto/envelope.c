@@ -8,7 +8,7 @@
  *	    T arrival            N next attempt     A attempts
  *	    Z message size       C message CRC-32   F flags
  *	    H client             then per recipient: R address, Q state
- *	    ("P", "S" or "F"), optionally E last error; finally X, the CRC-32
+ *	    ("P", "S", "F" or "B"), optionally E last error; finally X, the CRC-32
  *	    of every byte before it, and nothing after.
  *
  *	Decoding is strict: records must come in exactly this order, numbers
@@ -34,7 +34,7 @@
 #define ENV_VALUE_MAX (1024u * 1024u)
 #define ENV_ADDR_MAX (SMTP_PATH_MAX + 64)
 #define ENV_ERROR_MAX SMTP_REPLY_TEXT_MAX
-#define ENV_F_KNOWN (ENV_F_8BIT | ENV_F_SMTPUTF8)
+#define ENV_F_KNOWN (ENV_F_8BIT | ENV_F_SMTPUTF8 | ENV_F_HELD | ENV_F_DSN)
 
 /* ------------------------------------------------------------------ */
 /* The in-memory envelope                                             */
@@ -227,6 +227,7 @@ static const char *const envelope_state_letter[] = {
 	[RCPT_PENDING] = "P",
 	[RCPT_SENT] = "S",
 	[RCPT_FAILED] = "F",
+	[RCPT_BOUNCED] = "B",
 };
 
 static bool
@@ -252,7 +253,7 @@ envelope_valid(const struct envelope *e)
 	for (size_t i = 0; i < e->nrcpts; i++) {
 		const struct env_rcpt *r = &e->rcpts[i];
 		if (!envelope_str_ok(r->addr, 1, ENV_ADDR_MAX) ||
-		    (unsigned)r->state > RCPT_FAILED)
+		    (unsigned)r->state > RCPT_BOUNCED)
 			return false;
 		if (r->last_error != NULL &&
 		    !envelope_str_ok(r->last_error, 0, ENV_ERROR_MAX))
@@ -519,6 +520,7 @@ env_rd_state(struct env_rd *rd, enum rcpt_state *out)
 	case 'P': *out = RCPT_PENDING; return 0;
 	case 'S': *out = RCPT_SENT; return 0;
 	case 'F': *out = RCPT_FAILED; return 0;
+	case 'B': *out = RCPT_BOUNCED; return 0;
 	default: return env_rd_fail(rd, "bad recipient state");
 	}
 }
