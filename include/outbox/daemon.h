@@ -91,6 +91,7 @@ void control_stop(struct daemon *d);
 
 /* Used by session.c and queue.c. */
 void daemon_date(char *out, size_t size);   /* RFC 5322 date, now */
+void daemon_date_at(int64_t when, char *out, size_t size);
 int64_t daemon_now(void);                   /* wall clock seconds */
 /* Called when a listener session ends or a delivery ends, to finish shutdown. */
 void daemon_maybe_exit(struct daemon *d);

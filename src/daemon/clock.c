@@ -14,12 +14,18 @@ daemon_now(void)
 void
 daemon_date(char *out, size_t size)
 {
+	daemon_date_at((int64_t)time(NULL), out, size);
+}
+
+void
+daemon_date_at(int64_t when, char *out, size_t size)
+{
 	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed",
 					    "Thu", "Fri", "Sat" };
 	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
 					      "May", "Jun", "Jul", "Aug",
 					      "Sep", "Oct", "Nov", "Dec" };
-	time_t t = time(NULL);
+	time_t t = (time_t)when;
 	struct tm tm;
 	localtime_r(&t, &tm);
 	long off = tm.tm_gmtoff / 60;

@@ -217,7 +217,8 @@ delivery_collect(struct delivery *dl)
 	dl->rcpt_ptrs = calloc(job->n ? job->n : 1, sizeof(char *));
 	dl->rcpt_idx = calloc(job->n ? job->n : 1, sizeof(size_t));
 	dl->nsent = 0;
-	if (dl->rcpt_ptrs == NULL || dl->rcpt_idx == NULL)
+	if (dl->rcpt_ptrs == NULL || dl->rcpt_idx == NULL ||
+	    job->m->delete_pending)
 		return -1;
 	for (size_t i = 0; i < job->n; i++) {
 		struct env_rcpt *r = &e->rcpts[job->idx[i]];

@@ -36,7 +36,11 @@ struct queue {
 	unsigned updates;           /* spool rewrites and removals in flight */
 	bool stopping;
 	struct dest_table dests;
+	struct qmsg **ids;          /* every message by queue id (chained) */
+	size_t nids, id_buckets;
 };
+
+static void heap_swap(struct queue *q, size_t i, size_t j);
 
 struct dest_table *
 queue_dests(struct queue *q)
@@ -152,6 +156,76 @@ qmsg_free(struct qmsg *m)
 	free(m);
 }
 
+static size_t
+queue_id_hash(const char *id, size_t buckets)
+{
+	uint64_t h = 1469598103934665603ull;
+	while (*id)
+		h = (h ^ (unsigned char)*id++) * 1099511628211ull;
+	return (size_t)(h % buckets);
+}
+
+static int
+queue_id_grow(struct queue *q)
+{
+	size_t nb = q->id_buckets ? q->id_buckets * 2 : 1024;
+	struct qmsg **b = calloc(nb, sizeof(*b));
+	if (b == NULL)
+		return -1;
+	for (size_t i = 0; i < q->id_buckets; i++) {
+		struct qmsg *m = q->ids[i], *next;
+		for (; m != NULL; m = next) {
+			next = m->id_next;
+			size_t k = queue_id_hash(m->env.id, nb);
+			m->id_next = b[k];
+			b[k] = m;
+		}
+	}
+	free(q->ids);
+	q->ids = b;
+	q->id_buckets = nb;
+	return 0;
+}
+
+static int
+queue_id_insert(struct queue *q, struct qmsg *m)
+{
+	if (q->nids >= q->id_buckets && queue_id_grow(q) != 0)
+		return -1;
+	size_t k = queue_id_hash(m->env.id, q->id_buckets);
+	m->id_next = q->ids[k];
+	q->ids[k] = m;
+	q->nids++;
+	return 0;
+}
+
+struct qmsg *
+queue_lookup(struct queue *q, const char *id)
+{
+	if (q->id_buckets == 0)
+		return NULL;
+	struct qmsg *m = q->ids[queue_id_hash(id, q->id_buckets)];
+	while (m != NULL && strcmp(m->env.id, id) != 0)
+		m = m->id_next;
+	return m;
+}
+
+void
+queue_msg_free(struct queue *q, struct qmsg *m)
+{
+	if (q->id_buckets > 0) {
+		struct qmsg **pp = &q->ids[queue_id_hash(m->env.id, q->id_buckets)];
+		while (*pp != NULL && *pp != m)
+			pp = &(*pp)->id_next;
+		if (*pp == m) {
+			*pp = m->id_next;
+			q->nids--;
+		}
+	}
+	q->total--;
+	qmsg_free(m);
+}
+
 /* Take over a heap envelope (its parts move into the qmsg). */
 static struct qmsg *
 qmsg_new(struct envelope *env)
@@ -169,35 +243,35 @@ qmsg_new(struct envelope *env)
 	return m;
 }
 
-void
-queue_add(struct queue *q, struct envelope *env)
+static void
+queue_adopt(struct queue *q, struct envelope *env, bool kick)
 {
 	struct qmsg *m = qmsg_new(env);
 	if (m == NULL)
 		return;
-	if (heap_push(q, m) != 0) {
+	if (queue_id_insert(q, m) != 0) {
 		log_err("%s: out of memory; message stays in the spool",
 			m->env.id);
 		qmsg_free(m);
 		return;
 	}
 	q->total++;
-	queue_kick(q);
+	m->heap_idx = QMSG_NOT_QUEUED;
+	queue_requeue(q, m);
+	if (kick)
+		queue_kick(q);
+}
+
+void
+queue_add(struct queue *q, struct envelope *env)
+{
+	queue_adopt(q, env, true);
 }
 
 void
 queue_recover_each(void *arg, struct envelope *env)
 {
-	struct queue *q = arg;
-	struct qmsg *m = qmsg_new(env);
-	if (m == NULL)
-		return;
-	if (heap_push(q, m) != 0) {
-		log_err("%s: out of memory while loading the queue", m->env.id);
-		qmsg_free(m);
-		return;
-	}
-	q->total++;
+	queue_adopt(arg, env, false);
 }
 
 /* The destination a recipient belongs to; "" for the smarthost. */
@@ -406,16 +480,40 @@ queue_expire(struct queue *q, struct qmsg *m, int64_t now)
 
 static void queue_persist(struct queue *q, struct qmsg *m);
 
-static void
+void
 queue_requeue(struct queue *q, struct qmsg *m)
 {
 	m->finalize = false;
+	if (m->env.flags & ENV_F_HELD)
+		return; /* known by id only, until released */
 	if (heap_push(q, m) != 0) {
 		log_err("%s: out of memory; message stays in the spool",
 			m->env.id);
-		q->total--;
-		qmsg_free(m);
+		queue_msg_free(q, m);
 	}
+}
+
+void
+queue_unlist(struct queue *q, struct qmsg *m)
+{
+	size_t i = m->heap_idx;
+	if (i == QMSG_NOT_QUEUED)
+		return;
+	heap_swap(q, i, --q->n);
+	m->heap_idx = QMSG_NOT_QUEUED;
+	if (i < q->n) {
+		heap_down(q, i);
+		heap_up(q, i);
+	}
+}
+
+void
+queue_reorder(struct queue *q, struct qmsg *m)
+{
+	if (m->heap_idx == QMSG_NOT_QUEUED)
+		return;
+	heap_down(q, m->heap_idx);
+	heap_up(q, m->heap_idx);
 }
 
 struct queue_op {
@@ -439,14 +537,16 @@ queue_op_cb(void *arg, int status)
 			 removed ? "remove" : "update", uv_strerror(status));
 	bool pending = envelope_count(&m->env, RCPT_PENDING) > 0;
 	if (removed || (m->dropped && m->jobs == 0)) {
-		q->total--;
-		qmsg_free(m);
+		queue_msg_free(q, m);
 	} else if (m->dropped) {
 		/* its last job frees it */
 	} else if (m->dirty || (m->finalize && !pending)) {
 		queue_persist(q, m);
 	} else if (m->finalize) {
 		queue_requeue(q, m);
+	} else if (m->jobs == 0 && !m->updating && !m->delete_pending &&
+		   m->heap_idx == QMSG_NOT_QUEUED) {
+		queue_requeue(q, m); /* e.g. released while its hold was written */
 	}
 	if (q->stopping)
 		daemon_maybe_exit(q->d);
@@ -488,10 +588,13 @@ static void
 queue_finalize(struct queue *q, struct qmsg *m)
 {
 	struct envelope *e = &m->env;
+	if (m->delete_pending && !m->dropped) {
+		queue_remove_now(q, m);
+		return;
+	}
 	if (m->dropped) {
 		if (!m->updating) {
-			q->total--;
-			qmsg_free(m);
+			queue_msg_free(q, m);
 		}
 		return;
 	}
@@ -515,6 +618,58 @@ queue_finalize(struct queue *q, struct qmsg *m)
 	if (m->updating)
 		return; /* queue_op_cb finishes it */
 	queue_persist(q, m);
+}
+
+void
+queue_save(struct queue *q, struct qmsg *m)
+{
+	m->dirty = true;
+	queue_persist(q, m);
+}
+
+void
+queue_remove_now(struct queue *q, struct qmsg *m)
+{
+	/* Terminal without a notification: nothing pending, no DSN. */
+	for (size_t i = 0; i < m->env.nrcpts; i++)
+		if (m->env.rcpts[i].state == RCPT_PENDING ||
+		    m->env.rcpts[i].state == RCPT_FAILED)
+			m->env.rcpts[i].state = RCPT_BOUNCED;
+	m->finalize = true;
+	queue_save(q, m);
+}
+
+void
+queue_each_qmsg(struct queue *q, void (*fn)(void *arg, struct qmsg *m),
+		void *arg)
+{
+	for (size_t i = 0; i < q->id_buckets; i++) {
+		struct qmsg *m = q->ids[i], *next;
+		for (; m != NULL; m = next) {
+			next = m->id_next;
+			if (!m->delete_pending && !m->dropped)
+				fn(arg, m);
+		}
+	}
+}
+
+struct queue_each_env {
+	queue_each_fn fn;
+	void *arg;
+};
+
+static void
+queue_each_env_cb(void *arg, struct qmsg *m)
+{
+	struct queue_each_env *x = arg;
+	x->fn(x->arg, &m->env, m->jobs > 0);
+}
+
+void
+queue_each_msg(struct queue *q, queue_each_fn fn, void *arg)
+{
+	struct queue_each_env x = { fn, arg };
+	queue_each_qmsg(q, queue_each_env_cb, &x);
 }
 
 void
@@ -558,12 +713,9 @@ queue_job_drop(struct queue *q, struct job *job)
 void
 queue_job_free(struct queue *q, struct job *job)
 {
-	struct qmsg *m = job->m;
+	/* Teardown: the id index frees the message itself. */
+	job->m->jobs--;
 	free(job);
-	if (--m->jobs == 0) {
-		q->total--;
-		qmsg_free(m);
-	}
 }
 
 void
@@ -598,10 +750,17 @@ static void
 queue_timer_closed(uv_handle_t *h)
 {
 	struct queue *q = h->data;
-	for (size_t i = 0; i < q->n; i++)
-		qmsg_free(q->heap[i]);
-	free(q->heap);
 	dest_free_all(q);
+	/* Every message left (queued, held) is in the id index. */
+	for (size_t i = 0; i < q->id_buckets; i++) {
+		struct qmsg *m = q->ids[i], *next;
+		for (; m != NULL; m = next) {
+			next = m->id_next;
+			qmsg_free(m);
+		}
+	}
+	free(q->ids);
+	free(q->heap);
 	free(q);
 }
 

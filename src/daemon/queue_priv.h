@@ -29,6 +29,8 @@ struct qmsg {
 	bool dirty;          /* changed since that rewrite started */
 	bool finalize;       /* all jobs done: finalize after the rewrite */
 	bool dropped;        /* quarantined: free when the last job is done */
+	bool delete_pending; /* outbox queue delete: remove once no job is out */
+	struct qmsg *id_next; /* queue id index chain */
 };
 #define QMSG_NOT_QUEUED ((size_t)-1)
 
@@ -65,6 +67,23 @@ struct dest_table {
 
 /* queue.c */
 struct dest_table *queue_dests(struct queue *q);
+struct qmsg *queue_lookup(struct queue *q, const char *id);
+/* Idle and not held: into the heap (by next_attempt). */
+void queue_requeue(struct queue *q, struct qmsg *m);
+/* Out of the heap (it stays known by id). */
+void queue_unlist(struct queue *q, struct qmsg *m);
+/* next_attempt changed: restore heap order. */
+void queue_reorder(struct queue *q, struct qmsg *m);
+/* Write m's envelope (after a control change). */
+void queue_save(struct queue *q, struct qmsg *m);
+/* Remove from the spool without delivery or DSN (outbox queue delete). */
+void queue_remove_now(struct queue *q, struct qmsg *m);
+/* Every live message (not deleted or dropped). */
+void queue_each_qmsg(struct queue *q, void (*fn)(void *arg, struct qmsg *m),
+		     void *arg);
+void queue_each_msg(struct queue *q, queue_each_fn fn, void *arg);
+/* Forget m entirely: index, memory (not the spool). */
+void queue_msg_free(struct queue *q, struct qmsg *m);
 /* A job is finished: its recipients' states are set. Persists, and
  * finalizes the message when it was its last job. */
 void queue_job_done(struct queue *q, struct job *job);
@@ -72,7 +91,7 @@ void queue_job_done(struct queue *q, struct job *job);
 void queue_job_return(struct queue *q, struct job *job);
 /* Forget a message whose spool entry was quarantined (its job included). */
 void queue_job_drop(struct queue *q, struct job *job);
-/* Teardown only: free a job, and its message with its last job. */
+/* Teardown only: free a job (queue_free frees the messages). */
 void queue_job_free(struct queue *q, struct job *job);
 struct daemon *queue_daemon(struct queue *q);
 bool queue_stopping(const struct queue *q);
