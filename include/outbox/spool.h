@@ -79,10 +79,45 @@ void spool_tx_abort(struct spool_tx *tx);
  * FIFO, wrong owner) to corrupt/ with one log line each, and calls each()
  * for every good envelope. env is heap-allocated and owned by each(),
  * which must envelope_free(env) and free(env) when done. each may be NULL.
- * Returns the number of good entries or a negative errno.
+ * Returns the number of good entries or a negative errno. Built on the
+ * two phases below, run inline.
  */
 typedef void (*spool_each_fn)(void *arg, struct envelope *env);
 int spool_recover(struct spool *sp, spool_each_fn each, void *arg);
+
+/*
+ * The same recovery in two phases, so a large queue (100,000 messages)
+ * does not delay accepting mail and old mail starts moving at once.
+ *
+ * spool_recover_begin: synchronous and fast, call it BEFORE the listener
+ * opens. Clears tmp/, snapshots the names in env/ and msg/ (readdir only,
+ * no file is read), deletes msg/ files without an envelope in the
+ * snapshot, quarantines names that are not queue ids or not regular files
+ * (by directory entry type). 0 and *out, or a negative errno.
+ *
+ * spool_recover_run: load the snapshot in batches of `batch` envelopes
+ * (0 = 500), oldest id first, one thread-pool work item at a time (counted
+ * by spool_pending). Every envelope gets the full checks of spool_recover
+ * (corrupt entries are quarantined with one log line each); each() is
+ * called on the loop thread for every good one (env owned by each, as
+ * above), never from inside spool_recover_run, then done(arg, found) once
+ * with the number of good entries. The scan is freed just before done() is called: forget the
+ * pointer there. Mail committed after spool_recover_begin is not in the
+ * snapshot and is never reported. -EBUSY if already running, -ENOMEM;
+ * on a synchronous failure the scan stays with the caller (cancel it).
+ *
+ * spool_recover_cancel: for shutdown, or to drop a scan that was never
+ * run. No each()/done() call happens after it returns (it may be called
+ * from inside each()). Memory is freed once the work item in flight ends;
+ * spool_pending() stays non-zero until then. Not allowed after done().
+ */
+struct spool_scan;
+int spool_recover_begin(struct spool *sp, struct spool_scan **out);
+/* Envelopes in the snapshot still to be loaded. */
+size_t spool_scan_left(const struct spool_scan *scan);
+int spool_recover_run(struct spool_scan *scan, size_t batch, spool_each_fn each,
+		      void (*done)(void *arg, int found), void *arg);
+void spool_recover_cancel(struct spool_scan *scan);
 
 /*
  * Rewrite the envelope atomically (tmp, fsync, rename, dir fsync). env is

@@ -4,8 +4,10 @@
  *
  * Start-up is fatal on any error (bad config, spool locked, cannot bind);
  * after it, nothing a peer does stops the daemon. Order: config, TLS
- * context and credentials, spool lock and recovery (queued mail is loaded
- * before the listener opens), listener, then the loop.
+ * context and credentials, spool lock and the first recovery phase
+ * (leftovers cleared, the queue listed), listener, then the loop, which
+ * loads the listed queue in batches while it already accepts and delivers
+ * mail (100,000 queued messages do not delay new mail).
  * SIGTERM/SIGINT: stop accepting, tell sessions 421, abort deliveries
  * (their messages stay queued), wait for in-flight spool work, exit 0.
  * SIGHUP: reload; a bad new config keeps the old one.
@@ -37,6 +39,8 @@ static uv_timer_t shutdown_timer;
  * one, so the exit condition is polled as well as checked on events. */
 static uv_timer_t drain_timer;
 static bool handles_closed;
+/* Start-up recovery still loading the queue (NULL when done). */
+static struct spool_scan *recovery;
 /* Contexts and resolvers replaced by a reload; kept until exit because
  * deliveries started before the reload may still use them. */
 struct retired {
@@ -170,6 +174,31 @@ daemon_close_walk(uv_handle_t *h, void *arg)
 	}
 }
 
+/* Queued mail from the recovery scan, batch by batch (loop thread). */
+static void
+daemon_recover_each(void *arg, struct envelope *env)
+{
+	struct daemon *d = arg;
+	queue_add(d->queue, env);
+}
+
+static void
+daemon_recover_done(void *arg, int found)
+{
+	struct daemon *d = arg;
+	recovery = NULL;
+	log_info("spool %s: %d queued message%s loaded", d->cfg.spool.dir,
+		 found, found == 1 ? "" : "s");
+}
+
+/* Stop loading: no queue_add after this (the queue may be freed next). */
+static void
+daemon_recover_cancel(void)
+{
+	spool_recover_cancel(recovery);
+	recovery = NULL;
+}
+
 void
 daemon_maybe_exit(struct daemon *d)
 {
@@ -219,6 +248,7 @@ daemon_stop(struct daemon *d, int signum)
 		return;
 	log_info("%s received: stopping", strsignal(signum));
 	d->stopping = true;
+	daemon_recover_cancel();
 	listener_stop(d->listener);
 	queue_stop(d->queue);
 	uv_timer_start(&shutdown_timer, shutdown_timeout_cb, SHUTDOWN_GRACE_MS, 0);
@@ -418,13 +448,23 @@ daemon_run(struct daemon *d)
 	}
 	if (queue_new(d, &d->queue) != 0)
 		return 1;
-	int n = spool_recover(d->spool, queue_recover_each, d->queue);
+	/* Phase 1 before the listener opens (it deletes msg/ files without
+	 * an envelope, which is only safe while nothing can commit). */
+	int n = spool_recover_begin(d->spool, &recovery);
 	if (n < 0) {
 		log_err("spool recovery failed: %s", strerror(-n));
 		return 1;
 	}
-	log_info("spool %s: %d queued message%s", d->cfg.spool.dir, n,
-		 n == 1 ? "" : "s");
+	log_info("spool %s: %zu queued message%s to load", d->cfg.spool.dir,
+		 spool_scan_left(recovery),
+		 spool_scan_left(recovery) == 1 ? "" : "s");
+	n = spool_recover_run(recovery, 500, daemon_recover_each,
+			      daemon_recover_done, d);
+	if (n < 0) {
+		log_err("spool recovery failed: %s", strerror(-n));
+		daemon_recover_cancel();
+		return 1;
+	}
 	uv_signal_init(d->loop, &sig_term);
 	uv_signal_init(d->loop, &sig_int);
 	uv_signal_init(d->loop, &sig_hup);
@@ -452,6 +492,7 @@ daemon_cleanup(struct daemon *d)
 			resolver_free(retired[i].resolver);
 	if (d->loop != NULL) {
 		if (!handles_closed) {
+			daemon_recover_cancel();
 			if (d->queue)
 				queue_free(d->queue);
 			uv_walk(d->loop, daemon_close_walk, NULL);

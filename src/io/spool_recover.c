@@ -1,19 +1,33 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * DESCRIPTION
- *	Start-up recovery of the spool (RELIABILITY.md D1, D7, D9), run
- *	synchronously before the listener opens:
+ *	Start-up recovery of the spool (RELIABILITY.md D1, D7, D9) in two
+ *	phases, so 100,000 queued messages neither delay the listener nor
+ *	hold back delivery until all are loaded:
  *
+ *	spool_recover_begin (synchronous, before the listener opens; readdir
+ *	only, no file is opened):
  *	1. tmp/ holds only work that was never acknowledged: delete it all.
- *	2. Every entry of env/ must be a regular file of ours, named by a
- *	   valid queue id equal to the id inside it, that decodes strictly,
- *	   with a regular message file msg/ID of exactly the recorded size.
- *	   Anything else moves to corrupt/ with one log line; nothing is read
- *	   through a symlink (O_NOFOLLOW) or blocks on a FIFO (O_NONBLOCK,
- *	   type checked before and after opening).
- *	3. A msg/ file without an envelope is a crash between the two renames
- *	   of a commit, so its client never got 250: delete it.
+ *	2. Snapshot env/: names that are not queue ids, or whose directory
+ *	   entry is not a regular file, move to corrupt/ with one log line.
+ *	   The rest is sorted by name; ids are time-ordered hex, so old mail
+ *	   is loaded (and delivered) first.
+ *	3. A msg/ file without an envelope in the snapshot is a crash between
+ *	   the two renames of a commit, so its client never got 250: delete.
  *
+ *	spool_recover_run (thread pool, one batch per work item): every
+ *	envelope of the snapshot must be a regular file of ours, named by a
+ *	valid queue id equal to the id inside it, that decodes strictly, with
+ *	a regular message file msg/ID of exactly the recorded size. Anything
+ *	else moves to corrupt/ (the renames happen in the work item; the log
+ *	line is written on the loop thread afterwards); nothing is read
+ *	through a symlink (O_NOFOLLOW) or blocks on a FIFO (O_NONBLOCK, type
+ *	checked before and after opening). Good envelopes go to each() on the
+ *	loop thread, batch by batch.
+ *
+ *	Mail committed while the scan runs is not in the snapshot, so it is
+ *	never loaded twice. The work item only touches ids of its own batch,
+ *	which nobody else knows yet, so it never races with delivery.
  *	The message CRC is not read here (100k queued messages would make
  *	start-up slow); the delivery reader checks it.
  */
@@ -27,12 +41,44 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "outbox/crc32.h"
+#include "outbox/id.h"
 #include "outbox/log.h"
 #include "outbox/spool.h"
 #include "outbox/str.h"
 #include "spool_priv.h"
 
 #define SPOOL_WHY_MAX 256
+/* Envelopes per work item when the caller passes 0. */
+#define SPOOL_SCAN_BATCH 500
+
+/* The outcome of checking one snapshot entry in the thread pool. */
+struct spool_scan_res {
+	struct envelope *env; /* good and loaded (heap), until handed over */
+	bool good;
+	int qrc;              /* quarantine result when not good */
+	char why[SPOOL_WHY_MAX];
+};
+
+struct spool_scan {
+	struct spool *sp;
+	char (*ids)[ID_SIZE];  /* the env/ snapshot, sorted */
+	size_t n, cap;
+	size_t next;           /* first id of the batch in flight */
+	size_t count;          /* ids in that batch */
+	size_t batch;          /* largest batch */
+	struct spool_scan_res *res;
+	size_t nres;           /* results filled by the work item */
+	uv_work_t work;
+	spool_each_fn each;
+	void (*done)(void *arg, int found);
+	void *arg;
+	int found;
+	bool running;          /* spool_recover_run accepted it */
+	bool in_flight;        /* a work item is queued or running */
+	bool reporting;        /* inside the after-work callback */
+	bool cancelled;
+};
 
 static int
 spool_rename_noreplace(int from, const char *name, int to, const char *target)
@@ -67,29 +113,43 @@ spool_quarantine_name(struct spool *sp, enum spool_sub from, const char *name,
 	return rc;
 }
 
+/* Move both halves of entry ID to corrupt/. Thread-safe: no logging. */
+static int
+spool_quarantine_pair(struct spool *sp, const char *id)
+{
+	int rc = spool_quarantine_name(sp, SPOOL_ENV, id, ".env");
+	int mrc = spool_quarantine_name(sp, SPOOL_MSG, id, ".msg");
+	if (rc == 0 || rc == -ENOENT)
+		rc = mrc == -ENOENT ? 0 : mrc;
+	return rc;
+}
+
+/* The one log line for a quarantined entry (loop thread). */
 static void
-spool_recover_quarantine(struct spool *sp, const char *name, bool is_id,
-			 enum spool_sub where, const char *why)
+spool_recover_log_quarantine(const char *name, const char *why, int rc)
 {
 	char shown[80];
 	str_sanitize(shown, sizeof(shown), name, strlen(name));
-	int rc;
-	if (is_id) {
-		rc = spool_quarantine_name(sp, SPOOL_ENV, name, ".env");
-		int mrc = spool_quarantine_name(sp, SPOOL_MSG, name, ".msg");
-		if (rc == 0 || rc == -ENOENT)
-			rc = mrc == -ENOENT ? 0 : mrc;
-	} else {
-		rc = spool_quarantine_name(sp, where, name,
-					   where == SPOOL_ENV   ? ".env"
-					   : where == SPOOL_MSG ? ".msg"
-								: ".tmp");
-	}
 	if (rc == 0)
 		log_warn("%s: quarantined to corrupt/: %s", shown, why);
 	else
 		log_warn("%s: cannot quarantine (%s): %s", shown, why,
 			 strerror(-rc));
+}
+
+static void
+spool_recover_quarantine(struct spool *sp, const char *name, bool is_id,
+			 enum spool_sub where, const char *why)
+{
+	int rc;
+	if (is_id)
+		rc = spool_quarantine_pair(sp, name);
+	else
+		rc = spool_quarantine_name(sp, where, name,
+					   where == SPOOL_ENV   ? ".env"
+					   : where == SPOOL_MSG ? ".msg"
+								: ".tmp");
+	spool_recover_log_quarantine(name, why, rc);
 }
 
 /* A fresh directory stream on sub (its own offset, closed by closedir). */
@@ -261,106 +321,388 @@ spool_check_msg(struct spool *sp, const char *name, const struct envelope *e,
 	return 0;
 }
 
-/* Step 2 for one name: 1 if good (handed to each), 0 if quarantined. */
-static int
-spool_recover_env_one(struct spool *sp, const char *name, spool_each_fn each,
-		      void *arg)
+
+/* ------------------------------------------------------------------ */
+/* Phase 1: the snapshot (synchronous, directory entries only)         */
+/* ------------------------------------------------------------------ */
+
+static void
+spool_scan_free(struct spool_scan *scan)
 {
-	char why[SPOOL_WHY_MAX];
-	struct envelope e;
-	if (!id_valid(name)) {
-		spool_recover_quarantine(sp, name, false, SPOOL_ENV,
-					 "name is not a queue id");
-		return 0;
+	for (size_t i = 0; scan->res != NULL && i < scan->nres; i++) {
+		if (scan->res[i].env != NULL) {
+			envelope_free(scan->res[i].env);
+			free(scan->res[i].env);
+		}
 	}
-	if (spool_load_env(sp, name, &e, why, sizeof(why)) != 0) {
-		spool_recover_quarantine(sp, name, true, SPOOL_ENV, why);
-		return 0;
-	}
-	if (spool_check_msg(sp, name, &e, why, sizeof(why)) != 0) {
-		envelope_free(&e);
-		spool_recover_quarantine(sp, name, true, SPOOL_ENV, why);
-		return 0;
-	}
-	struct envelope *heap = malloc(sizeof(*heap));
-	if (heap == NULL || each == NULL) {
-		/* Still a good entry; without memory it waits for a restart. */
-		envelope_free(&e);
-		free(heap);
-		return 1;
-	}
-	*heap = e;
-	each(arg, heap);
-	return 1;
+	free(scan->res);
+	free(scan->ids);
+	free(scan);
 }
 
 static int
-spool_recover_env(struct spool *sp, spool_each_fn each, void *arg)
+spool_scan_add(struct spool_scan *scan, const char *id)
 {
-	DIR *d = spool_opendir(sp, SPOOL_ENV);
+	if (scan->n == scan->cap) {
+		size_t cap = scan->cap ? scan->cap * 2 : 1024;
+		char(*ids)[ID_SIZE] = realloc(scan->ids, cap * sizeof(*ids));
+		if (ids == NULL)
+			return -ENOMEM;
+		scan->ids = ids;
+		scan->cap = cap;
+	}
+	memcpy(scan->ids[scan->n++], id, ID_SIZE);
+	return 0;
+}
+
+static int
+spool_id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* The type a directory entry announces, for the quarantine reason. */
+static const char *
+spool_dtype_name(unsigned char t)
+{
+	return spool_type_name(DTTOIF(t));
+}
+
+/* Step 2 for one name: keep it in the snapshot or quarantine it. */
+static int
+spool_scan_env_one(struct spool_scan *scan, const struct dirent *de)
+{
+	char why[SPOOL_WHY_MAX];
+	if (!id_valid(de->d_name)) {
+		spool_recover_quarantine(scan->sp, de->d_name, false, SPOOL_ENV,
+					 "name is not a queue id");
+		return 0;
+	}
+	/* DT_UNKNOWN (some file systems): phase 2 checks with fstatat. */
+	if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN) {
+		snprintf(why, sizeof(why), "envelope is a %s, not a regular file",
+			 spool_dtype_name(de->d_type));
+		spool_recover_quarantine(scan->sp, de->d_name, true, SPOOL_ENV,
+					 why);
+		return 0;
+	}
+	return spool_scan_add(scan, de->d_name);
+}
+
+static int
+spool_scan_env(struct spool_scan *scan)
+{
+	DIR *d = spool_opendir(scan->sp, SPOOL_ENV);
 	if (d == NULL)
 		return -errno;
-	int good = 0;
+	int rc = 0;
 	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
+	/* A listing cut short by an I/O error would make step 3 delete
+	 * messages of real envelopes: fail start-up instead. */
+	errno = 0;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (!spool_dot(de->d_name))
-			good += spool_recover_env_one(sp, de->d_name, each, arg);
+			rc = spool_scan_env_one(scan, de);
+		errno = 0;
 	}
+	if (rc == 0 && errno != 0)
+		rc = -errno;
 	closedir(d);
-	return good;
+	if (rc == 0 && scan->n > 1)
+		qsort(scan->ids, scan->n, ID_SIZE, spool_id_cmp);
+	return rc;
+}
+
+static bool
+spool_msg_is_dir(struct spool *sp, const struct dirent *de)
+{
+	struct stat st;
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_DIR;
+	return fstatat(sp->sub[SPOOL_MSG], de->d_name, &st,
+		       AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* Step 3 for one name of msg/. */
 static void
-spool_recover_msg_one(struct spool *sp, const char *name)
+spool_scan_msg_one(struct spool_scan *scan, const struct dirent *de)
 {
-	struct stat st;
+	struct spool *sp = scan->sp;
+	const char *name = de->d_name;
 	if (!id_valid(name)) {
 		spool_recover_quarantine(sp, name, false, SPOOL_MSG,
 					 "name is not a queue id");
 		return;
 	}
+	if (scan->n > 0 &&
+	    bsearch(name, scan->ids, scan->n, ID_SIZE, spool_id_cmp) != NULL)
+		return;
+	/* Belt and braces: the snapshot is complete, but one stat per
+	 * orphan (rare) costs nothing against deleting queued mail. */
+	struct stat st;
 	if (fstatat(sp->sub[SPOOL_ENV], name, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		return;
-	if (fstatat(sp->sub[SPOOL_MSG], name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISDIR(st.st_mode)) {
+	if (spool_msg_is_dir(sp, de)) {
 		spool_recover_quarantine(sp, name, false, SPOOL_MSG,
 					 "directory in msg/");
 		return;
 	}
-	/* unlink removes a symlink itself, never its target. */
+	/* unlink removes a symlink itself, never its target. ENOENT: it went
+	 * to corrupt/ with its envelope in step 2. */
 	if (unlinkat(sp->sub[SPOOL_MSG], name, 0) == 0)
 		log_info("%s: removed message without envelope (never acknowledged)",
 			 name);
-	else
+	else if (errno != ENOENT)
 		log_warn("%s: cannot remove message without envelope: %s",
 			 name, strerror(errno));
 }
 
+/*
+ * Deleting a message whose envelope is not in the snapshot is safe ONLY
+ * because this runs before the listener opens (and the spool lock keeps
+ * every other writer out): no commit can be between its two renames now.
+ * Once mail is accepted, a message legitimately sits in msg/ without its
+ * envelope for the length of an fsync; never run this step after that.
+ */
 static int
-spool_recover_msg(struct spool *sp)
+spool_scan_msg(struct spool_scan *scan)
 {
-	DIR *d = spool_opendir(sp, SPOOL_MSG);
+	DIR *d = spool_opendir(scan->sp, SPOOL_MSG);
 	if (d == NULL)
 		return -errno;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
 		if (!spool_dot(de->d_name))
-			spool_recover_msg_one(sp, de->d_name);
+			spool_scan_msg_one(scan, de);
 	}
 	closedir(d);
 	return 0;
 }
 
 int
+spool_recover_begin(struct spool *sp, struct spool_scan **out)
+{
+	*out = NULL;
+	struct spool_scan *scan = calloc(1, sizeof(*scan));
+	if (scan == NULL)
+		return -ENOMEM;
+	scan->sp = sp;
+	/* envelope_decode checks CRCs in the pool, next to intake's writes:
+	 * build crc32's lazy table here, on the loop thread, not racing. */
+	(void)crc32_update(0, "", 0);
+	int rc = spool_recover_tmp(sp);
+	if (rc == 0)
+		rc = spool_scan_env(scan);
+	if (rc == 0)
+		rc = spool_scan_msg(scan);
+	if (rc != 0) {
+		spool_scan_free(scan);
+		return rc;
+	}
+	*out = scan;
+	return 0;
+}
+
+size_t
+spool_scan_left(const struct spool_scan *scan)
+{
+	return scan->n - scan->next;
+}
+
+/* ------------------------------------------------------------------ */
+/* Phase 2: full checks, batch by batch                               */
+/* ------------------------------------------------------------------ */
+
+/* Thread pool (or inline): check one entry; quarantine it if bad. */
+static void
+spool_scan_check(struct spool *sp, const char *name, struct spool_scan_res *r)
+{
+	struct envelope e;
+	r->env = NULL;
+	r->good = false;
+	r->qrc = 0;
+	r->why[0] = '\0';
+	if (spool_load_env(sp, name, &e, r->why, sizeof(r->why)) != 0) {
+		r->qrc = spool_quarantine_pair(sp, name);
+		return;
+	}
+	if (spool_check_msg(sp, name, &e, r->why, sizeof(r->why)) != 0) {
+		envelope_free(&e);
+		r->qrc = spool_quarantine_pair(sp, name);
+		return;
+	}
+	r->good = true;
+	/* Without memory it is still a good entry; it waits for a restart. */
+	r->env = malloc(sizeof(*r->env));
+	if (r->env != NULL)
+		*r->env = e;
+	else
+		envelope_free(&e);
+}
+
+static void
+spool_scan_work(uv_work_t *w)
+{
+	struct spool_scan *scan = w->data;
+	for (size_t i = 0; i < scan->count; i++) {
+		spool_scan_check(scan->sp, scan->ids[scan->next + i],
+				 &scan->res[i]);
+		scan->nres = i + 1;
+	}
+}
+
+/*
+ * Loop thread: log what the batch quarantined and hand over the good
+ * envelopes in order. each() may cancel the scan; after that the rest
+ * is only logged and freed.
+ */
+static void
+spool_scan_report(struct spool_scan *scan)
+{
+	for (size_t i = 0; i < scan->nres; i++) {
+		struct spool_scan_res *r = &scan->res[i];
+		if (!r->good) {
+			spool_recover_log_quarantine(scan->ids[scan->next + i],
+						     r->why, r->qrc);
+			continue;
+		}
+		scan->found++;
+		struct envelope *env = r->env;
+		r->env = NULL;
+		if (env == NULL)
+			continue;
+		if (scan->each == NULL || scan->cancelled) {
+			envelope_free(env);
+			free(env);
+			continue;
+		}
+		scan->each(scan->arg, env);
+	}
+	scan->nres = 0;
+}
+
+static void spool_scan_after(uv_work_t *w, int status);
+
+static int
+spool_scan_queue(struct spool_scan *scan)
+{
+	size_t left = scan->n - scan->next;
+	scan->count = left < scan->batch ? left : scan->batch;
+	scan->nres = 0;
+	scan->work.data = scan;
+	int rc = uv_queue_work(scan->sp->loop, &scan->work, spool_scan_work,
+			       spool_scan_after);
+	if (rc != 0)
+		return rc;
+	scan->sp->pending++;
+	scan->in_flight = true;
+	return 0;
+}
+
+/* The scan is freed before done() so that done may close the spool. */
+static void
+spool_scan_finish(struct spool_scan *scan)
+{
+	void (*done)(void *, int) = scan->done;
+	void *arg = scan->arg;
+	int found = scan->found;
+	spool_scan_free(scan);
+	if (done != NULL)
+		done(arg, found);
+}
+
+static void
+spool_scan_after(uv_work_t *w, int status)
+{
+	struct spool_scan *scan = w->data;
+	scan->sp->pending--;
+	scan->in_flight = false;
+	/* UV_ECANCELED: cancelled before it started; nres is 0. */
+	scan->reporting = true;
+	spool_scan_report(scan);
+	scan->reporting = false;
+	if (status == 0)
+		scan->next += scan->count;
+	if (scan->cancelled) {
+		spool_scan_free(scan);
+		return;
+	}
+	if (scan->next < scan->n) {
+		int rc = spool_scan_queue(scan);
+		if (rc == 0)
+			return;
+		/* Cannot happen with valid callbacks; the rest waits for a
+		 * restart rather than being loaded twice. */
+		log_err("spool: recovery stopped with %zu envelopes left: %s",
+			scan->n - scan->next, uv_strerror(rc));
+	}
+	spool_scan_finish(scan);
+}
+
+int
+spool_recover_run(struct spool_scan *scan, size_t batch, spool_each_fn each,
+		  void (*done)(void *arg, int found), void *arg)
+{
+	if (scan->running || scan->cancelled)
+		return -EBUSY;
+	scan->batch = batch > 0 ? batch : SPOOL_SCAN_BATCH;
+	size_t cap = scan->n < scan->batch ? scan->n : scan->batch;
+	free(scan->res);
+	scan->res = calloc(cap > 0 ? cap : 1, sizeof(*scan->res));
+	if (scan->res == NULL)
+		return -ENOMEM;
+	scan->each = each;
+	scan->done = done;
+	scan->arg = arg;
+	/* Even an empty snapshot goes through the pool: done() is never
+	 * called from inside this function. */
+	int rc = spool_scan_queue(scan);
+	if (rc != 0)
+		return rc;
+	scan->running = true;
+	return 0;
+}
+
+void
+spool_recover_cancel(struct spool_scan *scan)
+{
+	if (scan == NULL)
+		return;
+	if (!scan->in_flight && !scan->reporting) {
+		spool_scan_free(scan);
+		return;
+	}
+	scan->cancelled = true;
+	/* Not started yet: skip it. Running: spool_scan_after frees. */
+	if (scan->in_flight)
+		uv_cancel((uv_req_t *)&scan->work);
+}
+
+/* Both phases inline: for tests and for callers that can wait. */
+int
 spool_recover(struct spool *sp, spool_each_fn each, void *arg)
 {
-	int rc = spool_recover_tmp(sp);
-	if (rc < 0)
+	struct spool_scan *scan;
+	int rc = spool_recover_begin(sp, &scan);
+	if (rc != 0)
 		return rc;
-	int good = spool_recover_env(sp, each, arg);
-	if (good < 0)
-		return good;
-	rc = spool_recover_msg(sp);
-	return rc < 0 ? rc : good;
+	scan->batch = SPOOL_SCAN_BATCH;
+	scan->res = calloc(scan->batch, sizeof(*scan->res));
+	if (scan->res == NULL) {
+		spool_scan_free(scan);
+		return -ENOMEM;
+	}
+	scan->each = each;
+	scan->arg = arg;
+	while (scan->next < scan->n) {
+		size_t left = scan->n - scan->next;
+		scan->count = left < scan->batch ? left : scan->batch;
+		scan->work.data = scan;
+		spool_scan_work(&scan->work);
+		spool_scan_report(scan);
+		scan->next += scan->count;
+	}
+	int found = scan->found;
+	spool_scan_free(scan);
+	return found;
 }
