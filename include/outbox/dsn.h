@@ -12,6 +12,9 @@
 #include "outbox/buf.h"
 
 #define DSN_HEADERS_MAX 50000   /* original headers returned (Postfix bounce_size_limit) */
+#define DSN_DIAG_MAX 1000       /* a longer diagnostic is cut to this many chars */
+#define DSN_FIELD_MAX 256       /* our own one-line values (host, dates, ids) */
+#define DSN_BOUNDARY_MAX 70     /* RFC 2046 5.1.1 */
 
 struct dsn_rcpt {
 	const char *addr;        /* Final-Recipient (rfc822) */
@@ -33,19 +36,36 @@ struct dsn_msg {
 	bool delayed;               /* Action: delayed (warning) instead of failed */
 	const char *headers;        /* the original message's header section (CRLF), may be NULL */
 	size_t headers_len;
+	const char *retry_until;    /* delayed only: RFC 5322 date for Will-Retry-Until, or NULL */
 };
 
 /*
  * Append the whole DSN message (header and body, CRLF line ends, no line
  * over 998 octets, nothing from the original that could add a header or
  * a MIME part: peer text is sanitized and folded) to out.
- * 0, or -ENOBUFS / -EINVAL.
+ * 0, or -ENOBUFS / -ENOMEM / -EINVAL; on error out is left as it was.
+ *
+ * Peer text (m->to, rcpt addr, remote_mta, diagnostic) is reduced to
+ * printable ASCII, white space runs collapse to one space, and a
+ * diagnostic is cut at DSN_DIAG_MAX. Our own values (reporting_mta, from,
+ * date, message_id, queue_id, arrival_date, retry_until) must already be
+ * printable one-line ASCII of at most DSN_FIELD_MAX chars, else -EINVAL.
+ * -EINVAL also for: n == 0, an empty m->to (never bounce to <>), a status
+ * not shaped [245].d{1,3}.d{1,3}, a boundary that is not 1..70 RFC 2046
+ * bchars (no space), or original headers that contain the boundary string
+ * after sanitizing: the caller then picks a new random boundary and retries.
+ * The original headers (at most DSN_HEADERS_MAX bytes via dsn_header_len)
+ * get CRLF line ends (bare CR or LF become CRLF), empty lines dropped,
+ * control and 8-bit bytes turned into '?', lines over 998 folded. With
+ * headers NULL or empty the text/rfc822-headers part is left out.
  */
 int dsn_build(const struct dsn_msg *m, const struct dsn_rcpt *rcpts, size_t n,
 	      struct buf *out) BUF_WUR;
 
 /* The header section of a message: bytes up to and including the blank line
- * (or all of data if none), capped at max. */
+ * (a line that is empty or only CR, ended by LF; or all of data if none),
+ * capped at max. When capped, cut back to the end of the last complete line
+ * (0 if the first line alone is longer than max). */
 size_t dsn_header_len(const char *data, size_t len, size_t max);
 
 #endif
