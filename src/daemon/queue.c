@@ -332,6 +332,7 @@ queue_activate(struct queue *q, struct qmsg *m)
 		return;
 	}
 	m->jobs = 1; /* held while the jobs are handed out */
+	m->bounce_failed = false;
 	for (size_t i = 0; i < e->nrcpts; i++) {
 		if (taken[i] || e->rcpts[i].state != RCPT_PENDING)
 			continue;
@@ -468,6 +469,10 @@ queue_expire(struct queue *q, struct qmsg *m, int64_t now)
 		if (e->rcpts[i].state != RCPT_PENDING)
 			continue;
 		e->rcpts[i].state = RCPT_FAILED;
+		char why[SMTP_REPLY_TEXT_MAX + 64];
+		snprintf(why, sizeof(why), "4.4.7 delivery time expired after "
+			 "%u attempts; last error: %s", e->attempts,
+			 e->rcpts[i].last_error ? e->rcpts[i].last_error : "none");
 		log_info("%s: to=<%s>, relay=none, delay=%lld, dsn=4.4.7, "
 			 "status=bounced (message expired after %u attempts; "
 			 "last error: %s)",
@@ -475,10 +480,19 @@ queue_expire(struct queue *q, struct qmsg *m, int64_t now)
 			 e->attempts,
 			 e->rcpts[i].last_error ? e->rcpts[i].last_error
 						: "none");
+		envelope_set_error(e, i, why);
 	}
 }
 
 static void queue_persist(struct queue *q, struct qmsg *m);
+
+/* Nothing left to deliver and no failure waiting for its DSN. */
+static bool
+queue_msg_finished(const struct qmsg *m)
+{
+	return envelope_count(&m->env, RCPT_PENDING) == 0 &&
+	       envelope_count(&m->env, RCPT_FAILED) == 0;
+}
 
 void
 queue_requeue(struct queue *q, struct qmsg *m)
@@ -535,7 +549,7 @@ queue_op_cb(void *arg, int status)
 	if (status < 0)
 		log_warn("%s: cannot %s the queue file: %s", m->env.id,
 			 removed ? "remove" : "update", uv_strerror(status));
-	bool pending = envelope_count(&m->env, RCPT_PENDING) > 0;
+	bool pending = !queue_msg_finished(m);
 	if (removed || (m->dropped && m->jobs == 0)) {
 		queue_msg_free(q, m);
 	} else if (m->dropped) {
@@ -565,7 +579,7 @@ queue_persist(struct queue *q, struct qmsg *m)
 		return;
 	op->q = q;
 	op->m = m;
-	op->remove = m->jobs == 0 && envelope_count(&m->env, RCPT_PENDING) == 0;
+	op->remove = m->jobs == 0 && queue_msg_finished(m);
 	m->dirty = false;
 	int r = op->remove ? spool_remove(q->d->spool, m->env.id, queue_op_cb, op)
 			   : spool_env_update(q->d->spool, &m->env, queue_op_cb, op);
@@ -599,13 +613,12 @@ queue_finalize(struct queue *q, struct qmsg *m)
 		return;
 	}
 	int64_t now = daemon_now();
-	bool pending = envelope_count(e, RCPT_PENDING) > 0;
-	if (pending) {
-		uint32_t rnd = 0;
-		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-			rnd = (uint32_t)now;
+	const struct config *cfg = &q->d->cfg;
+	uint32_t rnd = 0;
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint32_t)now;
+	if (envelope_count(e, RCPT_PENDING) > 0) {
 		e->attempts++;
-		const struct config *cfg = &q->d->cfg;
 		/* Rounded up: never sooner than the backoff after the failure. */
 		e->next_attempt = now + 1 +
 				  backoff_delay(e->attempts,
@@ -614,10 +627,33 @@ queue_finalize(struct queue *q, struct qmsg *m)
 		queue_expire(q, m, now);
 		m->dirty = true;
 	}
+	if (envelope_count(e, RCPT_FAILED) > 0 && !m->bounce_failed) {
+		bounce_start(q, m); /* ends in queue_finalize_write() */
+		return;
+	}
+	if (m->bounce_failed) {
+		/* Try the DSN again after a backoff, even with nothing pending. */
+		e->next_attempt = now + 1 +
+				  backoff_delay(1, (int64_t)cfg->spool.retry_min_s,
+						(int64_t)cfg->spool.retry_max_s, rnd);
+		m->dirty = true;
+	}
+	queue_finalize_write(q, m);
+}
+
+void
+queue_finalize_write(struct queue *q, struct qmsg *m)
+{
 	m->finalize = true;
 	if (m->updating)
 		return; /* queue_op_cb finishes it */
 	queue_persist(q, m);
+}
+
+void
+queue_bounce_pending(struct queue *q, int delta)
+{
+	q->updates = (unsigned)((int)q->updates + delta);
 }
 
 void

@@ -30,6 +30,8 @@ struct qmsg {
 	bool finalize;       /* all jobs done: finalize after the rewrite */
 	bool dropped;        /* quarantined: free when the last job is done */
 	bool delete_pending; /* outbox queue delete: remove once no job is out */
+	bool bouncing;       /* a DSN for its failed recipients is being queued */
+	bool bounce_failed;  /* that failed: keep the failures until next time */
 	struct qmsg *id_next; /* queue id index chain */
 };
 #define QMSG_NOT_QUEUED ((size_t)-1)
@@ -76,6 +78,14 @@ void queue_unlist(struct queue *q, struct qmsg *m);
 void queue_reorder(struct queue *q, struct qmsg *m);
 /* Write m's envelope (after a control change). */
 void queue_save(struct queue *q, struct qmsg *m);
+/* After the bounce step: write the final state (queue.c). */
+void queue_finalize_write(struct queue *q, struct qmsg *m);
+/* Work outside the spool that shutdown must wait for. */
+void queue_bounce_pending(struct queue *q, int delta);
+/* bounce.c: queue one DSN for m's RCPT_FAILED recipients, then
+ * queue_finalize_write(); or settle them without one (null sender, our
+ * own DSN, rate limit). */
+void bounce_start(struct queue *q, struct qmsg *m);
 /* Remove from the spool without delivery or DSN (outbox queue delete). */
 void queue_remove_now(struct queue *q, struct qmsg *m);
 /* Every live message (not deleted or dropped). */

@@ -108,8 +108,6 @@ class MxDnsFaults(MxTestCase):
         self.assertEqual(dns.queries(name="nx.test", qtype="A"), [])
         self.assertEqual(dns.queries(name="nx.test", qtype="AAAA"), [])
 
-    @unittest.skip("not built yet: bounces (RFC 3464 DSNs) come with the queue "
-                   "lifecycle issue (see test_recipients.test_bounce_dsn_for_550)")
     def test_c3_nxdomain_one_dsn(self):
         """C3: exactly one DSN to the sender (whose domain has an MX here)."""
         zone = {"sender.test": {"MX": mx((10, "mx.sender.test"))},

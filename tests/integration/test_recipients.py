@@ -65,8 +65,6 @@ class Recipients(OutboxTestCase):
     def msgs_to_rcpts(self):
         return [m.rcpt_tos for m in self.sh.messages() if m.mail_from == SENDER]
 
-    @unittest.skip("not built yet: bounces (RFC 3464 DSNs) come with the "
-                   "queue lifecycle issue; today a 550 is logged bounced")
     def test_bounce_dsn_for_550(self):
         """B5/B18: one DSN from <> to the sender, naming r3 with 5.1.1."""
         sh = self.sh
