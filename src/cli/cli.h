@@ -11,6 +11,11 @@
 /* `outbox config check [-c FILE]`: 0 ok, 1 invalid, EX_USAGE. */
 int cli_config_main(int argc, char **argv);
 
+/* `outbox queue ...` (queue.c): list, show, flush, delete, hold, release. */
+int cli_queue_main(int argc, char **argv);
+/* `mailq [--json] [-c FILE]`: argv[0] is "mailq"; = `outbox queue list`. */
+int cli_mailq_main(int argc, char **argv);
+
 /* The config path: -c FILE, else $OUTBOX_CONFIG, else the default. */
 const char *cli_config_path(const char *opt);
 

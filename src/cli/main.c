@@ -17,7 +17,7 @@ struct cli_command {
 static const struct cli_command cli_commands[] = {
 	{ "config", cli_config_main },
 	{ "send", NULL },
-	{ "queue", NULL },
+	{ "queue", cli_queue_main },
 	{ "check", NULL },
 };
 
@@ -26,7 +26,10 @@ cli_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: outbox config check [-c FILE]\n"
-		"       outbox send | queue | check    (not built yet)\n"
+		"       outbox queue [list | show ID | flush [ID] | delete ID | "
+		"hold ID | release ID]\n"
+		"                    [--json] [-c FILE]\n"
+		"       outbox send | check    (not built yet)\n"
 		"       outbox --version | help\n"
 		"The config file is -c FILE, else $OUTBOX_CONFIG, else "
 		"/etc/outbox/outbox.ini.\n"
@@ -71,7 +74,9 @@ int
 main(int argc, char **argv)
 {
 	const char *self = argc > 0 ? cli_basename(argv[0]) : "outbox";
-	if (strcmp(self, "sendmail") == 0 || strcmp(self, "mailq") == 0)
+	if (strcmp(self, "mailq") == 0)
+		return cli_mailq_main(argc, argv);
+	if (strcmp(self, "sendmail") == 0)
 		return cli_unavailable("the sendmail interface");
 	if (argc < 2) {
 		cli_usage(stderr);

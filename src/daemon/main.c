@@ -248,6 +248,7 @@ daemon_stop(struct daemon *d, int signum)
 		return;
 	log_info("%s received: stopping", strsignal(signum));
 	d->stopping = true;
+	control_stop(d);
 	daemon_recover_cancel();
 	listener_stop(d->listener);
 	queue_stop(d->queue);
@@ -475,7 +476,7 @@ daemon_run(struct daemon *d)
 	uv_signal_start(&sig_term, signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, signal_cb, SIGINT);
 	uv_signal_start(&sig_hup, signal_cb, SIGHUP);
-	if (listener_start(d) != 0)
+	if (listener_start(d) != 0 || control_start(d) != 0)
 		return 1;
 	queue_kick(d->queue);
 	uv_run(d->loop, UV_RUN_DEFAULT);
@@ -492,6 +493,7 @@ daemon_cleanup(struct daemon *d)
 			resolver_free(retired[i].resolver);
 	if (d->loop != NULL) {
 		if (!handles_closed) {
+			control_stop(d);
 			daemon_recover_cancel();
 			if (d->queue)
 				queue_free(d->queue);
