@@ -776,11 +776,7 @@ test_cli(void)
 	CHECK_EQ(run_cli(cli, (char *[]){ "/usr/sbin/sendmail", "-t", NULL },
 			 out, sizeof out), 69);
 	CHECK_STR_EQ(out, "outbox: the sendmail interface is not built yet\n");
-	CHECK_EQ(run_cli(cli, (char *[]){ "mailq", NULL }, out, sizeof out),
-		 69);
 	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "send", NULL }, out,
-			 sizeof out), 69);
-	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "queue", NULL }, out,
 			 sizeof out), 69);
 }
 
