@@ -63,6 +63,7 @@ struct config {
 		uint64_t max_lifetime_s;
 		uint64_t retry_min_s;
 		uint64_t retry_max_s;
+		uint64_t min_free;        /* bytes; MAIL gets 452 4.3.1 below this (0 = off) */
 	} spool;
 	struct {
 		struct config_hostport host[CONFIG_MAX_RELAYS]; /* failover order */

@@ -37,6 +37,7 @@ struct daemon {
 	char password[512];           /* relay password; wiped at exit */
 	bool stopping;
 	uint64_t test_timeout_ms;     /* OUTBOX_TEST_CLIENT_TIMEOUT: caps client timeouts */
+	uint64_t spool_free;          /* bytes free in the spool, measured each second */
 };
 
 /* listener.c: bind every [listen] address. 0 or -1 (logged). */

@@ -25,6 +25,7 @@ struct smtp_server_cfg {
 	enum smtp_server_bare_nl bare_newline;
 	unsigned hop_limit;          /* SMTP_HOP_LIMIT */
 	unsigned error_limit;        /* SMTP_ERROR_LIMIT */
+	uint64_t min_free;           /* spool bytes needed to take MAIL (D5); 0 = no check */
 	/* Optional trace hook for state changes and rejected input (already sanitized). */
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
@@ -93,6 +94,13 @@ void smtp_server_commit_done(struct smtp_server *s, int status,
 
 /* Shutdown or timeout: append a 421 reply with the given text; next feed returns SRV_CLOSE. */
 void smtp_server_shutdown(struct smtp_server *s, const char *reply_421);
+
+/*
+ * Free bytes in the spool, as the glue last measured (UINT64_MAX =
+ * unknown, the default). Below cfg.min_free, or below a declared SIZE=,
+ * MAIL gets "452 4.3.1 Insufficient system storage".
+ */
+void smtp_server_set_spool_free(struct smtp_server *s, uint64_t bytes);
 
 /* Accessors for the glue. */
 struct buf *smtp_server_out(struct smtp_server *s);   /* reply bytes to send; glue empties */

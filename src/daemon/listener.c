@@ -105,6 +105,33 @@ listener_bind_one(struct listener *l, const struct config_hostport *hp)
 	return 0;
 }
 
+static void
+listener_space_cb(uv_fs_t *req)
+{
+	struct listener *l = req->data;
+	l->space_busy = false;
+	if (req->result == 0 && req->ptr != NULL) {
+		const uv_statfs_t *st = req->ptr;
+		l->d->spool_free = st->f_bavail * st->f_bsize;
+	}
+	uv_fs_req_cleanup(req);
+	if (l->stopping)
+		free(l);  /* listener_free left it to us */
+}
+
+/* The spool's free space, off the loop thread, once a second. */
+static void
+listener_space_timer_cb(uv_timer_t *t)
+{
+	struct listener *l = t->data;
+	if (l->space_busy)
+		return;
+	l->space_req.data = l;
+	if (uv_fs_statfs(l->d->loop, &l->space_req, l->d->cfg.spool.dir,
+			 listener_space_cb) == 0)
+		l->space_busy = true;
+}
+
 int
 listener_start(struct daemon *d)
 {
@@ -113,6 +140,10 @@ listener_start(struct daemon *d)
 		return -1;
 	l->d = d;
 	d->listener = l;
+	d->spool_free = UINT64_MAX;
+	uv_timer_init(d->loop, &l->space_timer);
+	l->space_timer.data = l;
+	uv_timer_start(&l->space_timer, listener_space_timer_cb, 0, 1000);
 	char list[1024] = "";
 	for (size_t i = 0; i < d->cfg.listen.naddress; i++) {
 		const struct config_hostport *hp = &d->cfg.listen.address[i];
@@ -135,6 +166,7 @@ listener_stop(struct listener *l)
 	if (l == NULL || l->stopping)
 		return;
 	l->stopping = true;
+	uv_close((uv_handle_t *)&l->space_timer, NULL);
 	for (size_t i = 0; i < l->nsocks; i++)
 		uv_close((uv_handle_t *)&l->socks[i]->tcp, (uv_close_cb)free);
 	l->nsocks = 0;
@@ -154,5 +186,7 @@ listener_sessions(const struct listener *l)
 void
 listener_free(struct listener *l)
 {
+	if (l != NULL && l->space_busy)
+		return; /* listener_space_cb frees it */
 	free(l);
 }

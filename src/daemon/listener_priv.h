@@ -13,6 +13,9 @@ struct listener {
 	struct session *sessions;   /* intrusive list of open sessions */
 	unsigned nsessions;
 	bool stopping;
+	uv_timer_t space_timer;     /* measures free spool space (D5) */
+	uv_fs_t space_req;
+	bool space_busy;
 };
 
 struct session *session_next(struct session *s);

@@ -340,6 +340,7 @@ session_reading(struct session *s, bool on);
 static void
 session_pump(struct session *s)
 {
+	smtp_server_set_spool_free(s->srv, s->d->spool_free);
 	while (!s->closing && !s->spool_busy && !s->want_close) {
 		size_t used = 0;
 		enum smtp_server_event ev =
@@ -517,6 +518,7 @@ session_config(struct session *s)
 				       : SRV_BARE_NL_NORMALIZE;
 	s->scfg.hop_limit = SMTP_HOP_LIMIT;
 	s->scfg.error_limit = SMTP_ERROR_LIMIT;
+	s->scfg.min_free = cfg->spool.min_free;
 	s->scfg.log = session_log;
 	s->scfg.log_arg = s;
 }

@@ -461,6 +461,8 @@ static const struct config_key config_keys[] = {
 	    .min = 1, .max = 365 * DAY_S),
 	KEY("spool", "retry_max", "1h", set_sec, .off = F(spool.retry_max_s),
 	    .min = 1, .max = 365 * DAY_S),
+	KEY("spool", "min_free", "70M", set_size, .off = F(spool.min_free),
+	    .min = 0, .max = UINT64_MAX / 2),
 	KEY("relay", "host", "", set_relay_host),
 	KEY("relay", "tls", "auto", set_tls),
 	KEY("relay", "verify", "yes", set_bool, .off = F(relay.verify)),

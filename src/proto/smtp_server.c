@@ -175,6 +175,7 @@ smtp_server_new(const struct smtp_server_cfg *cfg, const char *client_ip,
 	buf_init(&s->line, SMTP_CMD_MAX);
 	buf_init(&s->out, SRV_OUT_MAX);
 	buf_init(&s->chunk, SRV_CHUNK_MAX);
+	s->spool_free = UINT64_MAX;
 	return s;
 }
 
@@ -498,4 +499,10 @@ const char *
 smtp_server_state_name(const struct smtp_server *s)
 {
 	return server_state_names[s->state];
+}
+
+void
+smtp_server_set_spool_free(struct smtp_server *s, uint64_t bytes)
+{
+	s->spool_free = bytes;
 }

@@ -171,6 +171,21 @@ cmd_check_utf8(struct smtp_server *s, const struct addr_path *ap, bool utf8)
 	return -1;
 }
 
+/*
+ * Refuse before DATA when the spool cannot take the message (RELIABILITY
+ * D5, Postfix queue_minfree): less free space than min_free, or than the
+ * declared SIZE.
+ */
+static int
+cmd_check_space(struct smtp_server *s, const struct server_args *a)
+{
+	if (s->spool_free == UINT64_MAX ||
+	    (s->spool_free >= s->cfg.min_free && s->spool_free >= a->size))
+		return 0;
+	server_reject(s, "452 4.3.1 Insufficient system storage");
+	return -1;
+}
+
 static int
 cmd_check_mail(struct smtp_server *s, struct server_args *a)
 {
@@ -192,6 +207,8 @@ cmd_check_mail(struct smtp_server *s, struct server_args *a)
 					      &a->addr);
 	if (as != ADDR_OK)
 		return cmd_addr_reject(s, as, false);
+	if (cmd_check_space(s, a) < 0)
+		return -1;
 	return cmd_check_utf8(s, &a->addr, a->utf8);
 }
 

@@ -41,6 +41,7 @@ struct smtp_server {
 	struct buf line, out, chunk;
 	struct smtp_data data;
 	bool line_crlf;              /* the current command line ended in CRLF */
+	uint64_t spool_free;         /* bytes free in the spool; UINT64_MAX = unknown */
 	const char *cur;             /* current command line, for reject logs */
 	size_t cur_len;
 };

@@ -381,7 +381,10 @@ class Faults(OutboxTestCase):
         if not ok:
             self.skipTest("cannot mount a tmpfs in a private mount namespace: %s" % why)
         sh = self.smarthost()
-        d = NsOutboxd(self.tmp, name="outboxd1", relay=[sh.port], tmpfs_size="256k")
+        # min_free = 0: let the message start, so the disk fills during DATA
+        # (test_d5_low_space_refused_at_mail covers the check at MAIL).
+        d = NsOutboxd(self.tmp, name="outboxd1", relay=[sh.port], tmpfs_size="256k",
+                      settings={"spool": {"min_free": "0"}})
         self._daemons.append(d)
         d.start()
         self.assertEqual(d.ns_entries("tmp"), [])
@@ -402,6 +405,37 @@ class Faults(OutboxTestCase):
             self.assertEqual(with_marker(sh, "D4-SMALL-%d" % attempt)[0].body(), small)
         self.assertEqual(with_marker(sh, "D4-BIG"), [], "the refused message was delivered")
         d.wait_log(r"(?i)no space left on device", 5)
+
+    def test_d5_low_space_refused_at_mail(self):
+        """D5: the spool (a 256 KiB tmpfs) has less free space than min_free:
+        MAIL gets 452 4.3.1 before any DATA, nothing is written; with
+        min_free lowered by a reload, the same message is accepted."""
+        ok, why = can_mount_tmpfs(self.tmp)
+        if not ok:
+            self.skipTest("cannot mount a tmpfs in a private mount namespace: %s" % why)
+        sh = self.smarthost()
+        d = NsOutboxd(self.tmp, name="outboxd1", relay=[sh.port], tmpfs_size="256k",
+                      settings={"spool": {"min_free": "1M"}})
+        self._daemons.append(d)
+        d.start()
+        time.sleep(1.2)  # the free space is measured once a second
+        c = harness.RawClient(d.port)
+        self.assertEqual(c.read_reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+        code, text = c.cmd("MAIL FROM:<app@local.test>")
+        self.assertEqual(code, 452, text)
+        self.assertIn("4.3.1", text)
+        c.close()
+        self.assertEqual(d.ns_entries("tmp"), [])
+        d.settings = {"spool": {"min_free": "100k"}}
+        d.write_config()
+        mark = d.mark()
+        d.proc.signal(signal.SIGHUP)
+        d.wait_log(r"configuration reloaded", 10, since=mark)
+        msg = marker_message("D5-OK")
+        code, text = raw_send(d.port, msg)
+        self.assertEqual(code, 250, text)
+        harness.wait_for(lambda: with_marker(sh, "D5-OK"), 20, "delivered")
 
     def test_d4_enospc_injected_on_envelope_write(self):
         """ENOSPC at the envelope write (after the message is in msg/):

@@ -629,7 +629,7 @@ test_reference_ini(void)
 	}
 	active[n] = '\0';
 	/* every key of [listen] [spool] [relay] [mx] [log] */
-	CHECK_EQ(keys, 25);
+	CHECK_EQ(keys, 26);
 	CHECK_EQ(config_load_string(active, "active", &d, err, sizeof err), 0);
 	config_defaults(&def);
 	CHECK_EQ(d.listen.naddress, def.listen.naddress);

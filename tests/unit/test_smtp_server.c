@@ -16,7 +16,9 @@
  *	@config KEY=VALUE ...  hostname (default mx.test), max_message_size
  *	                       (1000000), max_recipients (100), bare_newline
  *	                       (normalize|strict), hop_limit (100),
- *	                       error_limit (20). Before the first C: line.
+ *	                       error_limit (20), min_free (0), spool_free (bytes free in
+ *	                       the spool; default unknown). Before the first
+ *	                       C: line.
  *	@client denied         the glue's allow-list said no
  *	@client ip=TEXT        client address (default 192.0.2.1)
  *	@log                   check log hook lines with L: (else ignored)
@@ -73,6 +75,7 @@ struct tr {
 	char ip[64];
 	char hostname[256];
 	bool allowed, check_log, started;
+	uint64_t spool_free;     /* 0 = not set (unknown) */
 	struct smtp_server *s;
 	struct buf in;           /* client bytes; in_off of them used */
 	size_t in_off;
@@ -186,6 +189,8 @@ tr_start(struct tr *t)
 		return;
 	t->started = true;
 	t->s = smtp_server_new(&t->cfg, t->ip, t->allowed);
+	if (t->s != NULL && t->spool_free != 0)
+		smtp_server_set_spool_free(t->s, t->spool_free);
 	tr_expect(t, t->s != NULL, "smtp_server_new");
 	smtp_server_greet(t->s);
 	tr_drain(t);
@@ -444,6 +449,10 @@ tr_config(struct tr *t, char *args)
 			t->cfg.hop_limit = (unsigned)n;
 		else if (num && strcmp(kv, "error_limit") == 0)
 			t->cfg.error_limit = (unsigned)n;
+		else if (num && strcmp(kv, "min_free") == 0)
+			t->cfg.min_free = n;
+		else if (num && strcmp(kv, "spool_free") == 0)
+			t->spool_free = n;
 		else
 			tr_fail(t, "bad @config %s", kv);
 	}
