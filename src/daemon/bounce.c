@@ -164,6 +164,24 @@ bounce_status(const char *text, char *out, size_t size)
 	str_copy(out, size, text && text[0] == '4' ? "4.0.0" : "5.0.0");
 }
 
+/*
+ * "host mx.example[192.0.2.1]:25 said: 550 5.1.1 ..." (queue.c stores a
+ * server's answer so): the host name into mta, and the reply returned.
+ * Other text is returned whole, with mta empty.
+ */
+static const char *
+bounce_remote_mta(const char *text, char *mta, size_t size)
+{
+	mta[0] = '\0';
+	const char *said = strstr(text, " said: ");
+	if (strncmp(text, "host ", 5) != 0 || said == NULL)
+		return text;
+	const char *h = text + 5;
+	size_t n = strcspn(h, "[ ");
+	str_ncopy(mta, size, h, n);
+	return said + 7;
+}
+
 static int
 bounce_build(struct bounce *b)
 {
@@ -176,12 +194,20 @@ bounce_build(struct bounce *b)
 		free(status);
 		return -ENOMEM;
 	}
+	char (*mta)[HOSTNAME_MAX + 1] = calloc(b->n, sizeof(*mta));
+	if (mta == NULL) {
+		free(r);
+		free(status);
+		return -ENOMEM;
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		const struct env_rcpt *er = &e->rcpts[b->idx[i]];
 		const char *text = er->last_error ? er->last_error : "";
+		text = bounce_remote_mta(text, mta[i], sizeof(mta[i]));
 		bounce_status(text, status[i], sizeof(status[i]));
 		r[i].addr = er->addr;
 		r[i].status = status[i];
+		r[i].remote_mta = mta[i][0] ? mta[i] : NULL;
 		r[i].diagnostic = text[0] ? text : NULL;
 		r[i].smtp_diagnostic = text[0] >= '2' && text[0] <= '5' &&
 				       text[1] >= '0' && text[1] <= '9';
@@ -213,6 +239,7 @@ bounce_build(struct bounce *b)
 	int rc = dsn_build(&dm, r, b->n, &b->dsn);
 	free(r);
 	free(status);
+	free(mta);
 	return rc;
 }
 

@@ -439,7 +439,13 @@ queue_rcpt_result(struct job *job, size_t i, const char *relay,
 		e->rcpts[k].state = RCPT_SENT;
 	else if (res == DLV_PERM)
 		e->rcpts[k].state = RCPT_FAILED;
-	if (envelope_set_error(e, k, res == DLV_OK ? NULL : text) != 0)
+	/* Kept as Postfix words it: the DSN names the Remote-MTA from it. */
+	char stored[SMTP_REPLY_TEXT_MAX + 400];
+	if (r->code != 0 && strcmp(relay, "none") != 0)
+		snprintf(stored, sizeof(stored), "host %s said: %s", relay, text);
+	else
+		str_copy(stored, sizeof(stored), text);
+	if (envelope_set_error(e, k, res == DLV_OK ? NULL : stored) != 0)
 		log_warn("%s: out of memory recording an error", e->id);
 	job->m->dirty = true;
 	log_info("%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
@@ -546,11 +552,21 @@ queue_op_cb(void *arg, int status)
 	free(op);
 	q->updates--;
 	m->updating = false;
+	if (removed && status == UV_ENOENT)
+		status = 0; /* the envelope was already gone: nothing to resend */
 	if (status < 0)
 		log_warn("%s: cannot %s the queue file: %s", m->env.id,
 			 removed ? "remove" : "update", uv_strerror(status));
 	bool pending = !queue_msg_finished(m);
-	if (removed || (m->dropped && m->jobs == 0)) {
+	if (removed && status < 0 && !m->dropped) {
+		/* Still on disk (read-only spool, EIO): a restart would send it
+		 * again, so keep it and try the removal after a backoff. */
+		m->env.next_attempt = daemon_now() + 1 +
+				      (int64_t)q->d->cfg.spool.retry_min_s;
+		queue_requeue(q, m);
+	} else if (removed || (m->dropped && m->jobs == 0)) {
+		if (removed)
+			log_info("%s: removed", m->env.id);
 		queue_msg_free(q, m);
 	} else if (m->dropped) {
 		/* its last job frees it */
@@ -591,8 +607,6 @@ queue_persist(struct queue *q, struct qmsg *m)
 			queue_requeue(q, m); /* the disk state is older: safe */
 		return;
 	}
-	if (op->remove)
-		log_info("%s: removed", m->env.id);
 	m->updating = true;
 	q->updates++;
 }

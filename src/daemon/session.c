@@ -161,7 +161,13 @@ session_data_start(struct session *s)
 		/* 354 is already out: take the body, answer 451 at the end. */
 		s->tx = NULL;
 		s->tx_error = r;
-		log_warn("cannot create a queue file: %s", strerror(-r));
+		/* At most one line per 10 s: a broken spool must not flood. */
+		static int64_t last_log;
+		if (daemon_now() - last_log >= 10) {
+			last_log = daemon_now();
+			log_warn("cannot create a queue file: %s (new mail gets "
+				 "451 4.3.0)", strerror(-r));
+		}
 		smtp_server_data_begin(s->srv, "NOQUEUE", date);
 		return;
 	}
