@@ -137,6 +137,12 @@ int spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg);
  * neither file exists, or -errno.
  */
 int spool_quarantine(struct spool *sp, const char *id, const char *why);
+/*
+ * Read up to max bytes from the start of fd (retrying short reads and
+ * EINTR): the bounded way to look at a message's header section. Returns
+ * the bytes read (stops early at end of file). Safe on any thread.
+ */
+size_t spool_read_head(int fd, char *buf, size_t max);
 /* Open msg/ID for reading (O_RDONLY|O_NOFOLLOW|O_NONBLOCK, regular file check). fd or -errno. */
 int spool_msg_open(struct spool *sp, const char *id);
 

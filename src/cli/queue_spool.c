@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "outbox/id.h"
+#include "outbox/spool.h"
 #include "outbox/str.h"
 
 #include "queue_priv.h"
@@ -241,15 +242,7 @@ qcli_spool_headers(const char *dir, struct control_msg *m)
 	if (fd < 0)
 		return;
 	char *h = malloc(CONTROL_HEADERS_MAX + 1);
-	size_t n = 0;
-	while (h != NULL && n < CONTROL_HEADERS_MAX) {
-		ssize_t r = read(fd, h + n, CONTROL_HEADERS_MAX - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
+	size_t n = h ? spool_read_head(fd, h, CONTROL_HEADERS_MAX) : 0;
 	close(fd);
 	if (h == NULL)
 		return;

@@ -26,6 +26,7 @@
 #include "outbox/daemon.h"
 #include "outbox/dsn.h"
 #include "outbox/log.h"
+#include "outbox/spool.h"
 #include "outbox/str.h"
 
 #include "queue_priv.h"
@@ -134,13 +135,7 @@ bounce_read_work(uv_work_t *w)
 	b->headers = malloc(cap);
 	if (b->headers == NULL || b->fd < 0)
 		return;
-	size_t got = 0;
-	while (got < cap) {
-		ssize_t r = read(b->fd, b->headers + got, cap - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	size_t got = spool_read_head(b->fd, b->headers, cap);
 	b->headers_len = dsn_header_len(b->headers, got, DSN_HEADERS_MAX);
 }
 

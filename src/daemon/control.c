@@ -340,15 +340,7 @@ ctl_read_headers(struct spool *sp, const char *id, char *h, size_t *len,
 	int fd = spool_msg_open(sp, id);
 	if (fd < 0)
 		return fd;
-	size_t n = 0;
-	while (n < CONTROL_HEADERS_MAX) {
-		ssize_t r = read(fd, h + n, CONTROL_HEADERS_MAX - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
+	size_t n = spool_read_head(fd, h, CONTROL_HEADERS_MAX);
 	close(fd);
 	bool complete;
 	*len = control_header_len(h, n, &complete);

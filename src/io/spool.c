@@ -765,3 +765,18 @@ spool_msg_open(struct spool *sp, const char *id)
 	}
 	return fd;
 }
+
+size_t
+spool_read_head(int fd, char *buf, size_t max)
+{
+	size_t n = 0;
+	while (n < max) {
+		ssize_t r = read(fd, buf + n, max - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	return n;
+}

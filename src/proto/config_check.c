@@ -139,18 +139,26 @@ set_sec(const struct config_key *k, const char *v, struct config *c,
 	return 0;
 }
 
+/* A plain number within the key's range. 0, or -1 with msg. */
 static int
-set_uint(const struct config_key *k, const char *v, struct config *c,
-	 char *msg, size_t msglen)
+key_number(const struct config_key *k, const char *v, uint64_t *n,
+	   char *msg, size_t msglen)
 {
 	char s[SHOW_MAX + 1];
-	uint64_t n;
-	if (str_to_u64(v, 0, UINT64_MAX, &n) < 0) {
+	if (str_to_u64(v, 0, UINT64_MAX, n) < 0) {
 		key_msg(msg, msglen, "bad number '%s' for %s",
 			show(s, sizeof s, v), k->key);
 		return -1;
 	}
-	if (key_range(k, n, msg, msglen) < 0)
+	return key_range(k, *n, msg, msglen);
+}
+
+static int
+set_uint(const struct config_key *k, const char *v, struct config *c,
+	 char *msg, size_t msglen)
+{
+	uint64_t n;
+	if (key_number(k, v, &n, msg, msglen) < 0)
 		return -1;
 	*(unsigned *)key_field(k, c) = (unsigned)n;
 	return 0;
@@ -161,14 +169,8 @@ static int
 set_u16(const struct config_key *k, const char *v, struct config *c,
 	char *msg, size_t msglen)
 {
-	char s[SHOW_MAX + 1];
 	uint64_t n;
-	if (str_to_u64(v, 0, UINT64_MAX, &n) < 0) {
-		key_msg(msg, msglen, "bad number '%s' for %s",
-			show(s, sizeof s, v), k->key);
-		return -1;
-	}
-	if (key_range(k, n, msg, msglen) < 0)
+	if (key_number(k, v, &n, msg, msglen) < 0)
 		return -1;
 	*(uint16_t *)key_field(k, c) = (uint16_t)n;
 	return 0;
