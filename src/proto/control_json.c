@@ -349,7 +349,7 @@ jp_u64_field(struct jp *j, uint64_t max, uint64_t *out)
 static int
 jp_msg_num(struct jp *j, const char *key, struct envelope *e)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int rc;
 	if (strcmp(key, "size") == 0)
 		return jp_u64_field(j, INT64_MAX, &e->msg_size);
