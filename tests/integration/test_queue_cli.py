@@ -139,8 +139,9 @@ class QueueCli(OutboxTestCase):
         r = self.q(d, "delete", c, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(json.loads(r.stdout)["ok"])
-        harness.wait_for(lambda: c not in d.queued(), 5, "C removed from env/")
-        self.assertNotIn(c, d.spool_entries("msg"))
+        # env/ goes first, then msg/ (spool_remove's order): wait for both.
+        harness.wait_for(lambda: c not in d.queued() and
+                         c not in d.spool_entries("msg"), 5, "C removed from the spool")
         self.assertNotIn(c, [m["id"] for m in self.q_json(d, "list")])
         self.assertEqual(self.q(d, "show", c).returncode, 1)
 
