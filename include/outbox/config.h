@@ -83,6 +83,13 @@ struct config {
 		char ca_file[CONFIG_PATH_MAX];     /* for verifying MX certificates; "" = system store */
 	} mx;
 	struct {
+		char domain[HOSTNAME_MAX + 1];      /* "" = the host's domain, filled at run time */
+		char aliases[CONFIG_PATH_MAX];      /* /etc/aliases format; "" = none */
+		char admin[SMTP_PATH_MAX + 1];      /* "" = none */
+		char from[SMTP_PATH_MAX + 1];       /* "" = keep the sender */
+		bool from_header_rewrite;          /* from_header = rewrite (default keep) */
+	} rewrite;
+	struct {
 		enum log_target target;
 		enum log_level level;
 	} log;
@@ -122,8 +129,8 @@ void config_defaults(struct config *out);
 /* The entry of section/key, or NULL. */
 struct config_entry *config_raw_find(const struct config_raw *raw,
 				     const char *section, const char *key);
-/* 0 if [section] is known and supported, else -1 with msg (no source):
- * "unknown section [foo]" or "section [mx] is not supported yet". */
+/* 0 if [section] is known, else -1 with msg (no source):
+ * "unknown section [foo]". */
 int config_check_section(const char *section, char *msg, size_t msglen);
 /* Validate one entry into out (defaults or earlier values). 0, or -1 with
  * err = "SOURCE: message". Cross-field rules are left to config_check(). */
@@ -157,8 +164,9 @@ bool config_value_is_ip(const char *s);
 /*
  * Read path (inih; lines up to 4096 bytes), then the OUTBOX_* environment.
  * A missing file is an error. 0, or -1 with err = "FILE:LINE: message".
- * Also checks the password file: it must exist and not be readable by
- * others (mode 0600 or 0640).
+ * Also checks the files it names: each must exist and be a regular file
+ * (ca_file in [relay] and [mx], [rewrite] aliases), and the password file
+ * must not be readable by others (mode 0600 or 0640).
  */
 int config_load(const char *path, struct config *out, char *err, size_t errlen);
 /* The same for an in-memory INI text, named name in messages. */

@@ -20,6 +20,8 @@
 struct listener;
 struct queue;
 struct control;
+struct maildrop;
+struct aliases;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -34,6 +36,8 @@ struct daemon {
 	struct tls_ctx *mx_tls;       /* MX TLS context (verify only for tls = required) */
 	struct resolver *resolver;    /* c-ares, for direct delivery */
 	struct control *control;      /* outbox queue socket */
+	struct maildrop *maildrop;    /* sendmail hand-over */
+	struct aliases *aliases;      /* [rewrite] aliases, or NULL */
 	char password[512];           /* relay password; wiped at exit */
 	bool stopping;
 	uint64_t test_timeout_ms;     /* OUTBOX_TEST_CLIENT_TIMEOUT: caps client timeouts */
@@ -89,6 +93,18 @@ int queue_ctl_delete(struct queue *q, const char *id);
 /* control.c: the UNIX control socket for `outbox queue`. */
 int control_start(struct daemon *d);
 void control_stop(struct daemon *d);
+
+/* rewrite.c: [rewrite] for locally submitted mail. */
+void rewrite_domain(const struct daemon *d, char *out, size_t size);
+/* Aliases, admin and domain applied to e's recipients and sender. 0 or -errno. */
+int rewrite_envelope(const struct daemon *d, struct envelope *e);
+/* Read [rewrite] aliases (NULL when unset). 0, or -1 (logged). */
+int rewrite_load(const struct config *cfg, struct aliases **out);
+void rewrite_free(struct aliases *a);
+
+/* maildrop.c: take in what `outbox send` (sendmail) dropped. */
+int maildrop_start(struct daemon *d);
+void maildrop_stop(struct daemon *d);
 
 /* Used by session.c and queue.c. */
 void daemon_date(char *out, size_t size);   /* RFC 5322 date, now */

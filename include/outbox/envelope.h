@@ -38,6 +38,7 @@ enum {
 	ENV_F_SMTPUTF8 = 1 << 1,
 	ENV_F_HELD = 1 << 2,     /* outbox queue hold: not delivered until released */
 	ENV_F_DSN = 1 << 3,      /* a delivery status notification we generated */
+	ENV_F_ADMIN = 1 << 4,    /* ... about one of our own DSNs, sent to [rewrite] admin */
 };
 
 struct envelope {

@@ -16,6 +16,12 @@ int cli_queue_main(int argc, char **argv);
 /* `mailq [--json] [-c FILE]`: argv[0] is "mailq"; = `outbox queue list`. */
 int cli_mailq_main(int argc, char **argv);
 
+/*
+ * `outbox send [sendmail options] [RCPT...]`, and `sendmail ...` by
+ * argv[0] (send.c): the message on stdin goes to the maildrop.
+ */
+int cli_send_main(int argc, char **argv);
+
 /* The config path: -c FILE, else $OUTBOX_CONFIG, else the default. */
 const char *cli_config_path(const char *opt);
 

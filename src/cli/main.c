@@ -16,7 +16,7 @@ struct cli_command {
 
 static const struct cli_command cli_commands[] = {
 	{ "config", cli_config_main },
-	{ "send", NULL },
+	{ "send", cli_send_main },
 	{ "queue", cli_queue_main },
 	{ "check", NULL },
 };
@@ -29,7 +29,9 @@ cli_usage(FILE *f)
 		"       outbox queue [list | show ID | flush [ID] | delete ID | "
 		"hold ID | release ID]\n"
 		"                    [--json] [-c FILE]\n"
-		"       outbox send | check    (not built yet)\n"
+		"       outbox send [sendmail options] [RCPT...]   (reads the "
+		"message on stdin)\n"
+		"       outbox check    (not built yet)\n"
 		"       outbox --version | help\n"
 		"The config file is -c FILE, else $OUTBOX_CONFIG, else "
 		"/etc/outbox/outbox.ini.\n"
@@ -77,7 +79,7 @@ main(int argc, char **argv)
 	if (strcmp(self, "mailq") == 0)
 		return cli_mailq_main(argc, argv);
 	if (strcmp(self, "sendmail") == 0)
-		return cli_unavailable("the sendmail interface");
+		return cli_send_main(argc, argv);
 	if (argc < 2) {
 		cli_usage(stderr);
 		return EX_USAGE;

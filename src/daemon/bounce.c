@@ -9,8 +9,9 @@
  * envelope. A crash between the two can send a DSN twice, never zero times.
  *
  * Never a bounce of a bounce (RFC 5321 6.1): a failed message from the
- * null sender, or a DSN of ours that fails, is dropped with a log line
- * ([rewrite] admin, the address such mail could go to, is not built yet).
+ * null sender is dropped with a log line; a DSN of ours that fails is
+ * reported once to [rewrite] admin when set (that report, if it fails
+ * too, is dropped), else dropped with a log line.
  * DSNs to one address are rate-limited (BOUNCE_RATE_MAX per window) so a
  * storm of failures cannot turn into a storm of bounces.
  */
@@ -56,6 +57,8 @@ struct bounce {
 	size_t *idx;          /* recipients this DSN reports */
 	size_t n;
 	char id[ID_SIZE];     /* the DSN's queue id */
+	const char *to;       /* the original sender, or [rewrite] admin */
+	uint32_t flags;       /* the DSN's envelope flags */
 	struct envelope *env; /* the DSN's envelope (to the queue on success) */
 };
 
@@ -222,7 +225,7 @@ bounce_build(struct bounce *b)
 	struct dsn_msg dm = {
 		.reporting_mta = d->hostname,
 		.from = from,
-		.to = e->sender,
+		.to = b->to,
 		.queue_id = e->id,
 		.arrival_date = arrival,
 		.date = now,
@@ -289,10 +292,10 @@ bounce_envelope(struct bounce *b)
 	env->arrival = daemon_now();
 	env->msg_size = b->dsn.len;
 	env->msg_crc = crc32_update(0, b->dsn.data, b->dsn.len);
-	env->flags = ENV_F_DSN;
+	env->flags = b->flags;
 	str_copy(env->client, sizeof(env->client), "localhost");
 	if (env->sender == NULL ||
-	    envelope_add_rcpt(env, b->m->env.sender) != 0) {
+	    envelope_add_rcpt(env, b->to) != 0) {
 		envelope_free(env);
 		free(env);
 		return NULL;
@@ -325,11 +328,23 @@ bounce_read_done(uv_work_t *w, int status)
 	}
 }
 
-/* Whether to notify at all; false settles the failures with a log line. */
+/* Whether to notify, and whom (*to); false settles the failures. */
 static bool
-bounce_wanted(struct qmsg *m, int64_t now)
+bounce_wanted(struct queue *q, struct qmsg *m, int64_t now, const char **to,
+	      uint32_t *flags)
 {
 	const struct envelope *e = &m->env;
+	const char *admin = queue_daemon(q)->cfg.rewrite.admin;
+	*to = e->sender;
+	*flags = ENV_F_DSN;
+	if ((e->flags & ENV_F_DSN) && !(e->flags & ENV_F_ADMIN) && admin[0]) {
+		log_info("%s: undeliverable delivery status notification "
+			 "reported to the admin <%s>",
+			 e->id, admin);
+		*to = admin;
+		*flags = ENV_F_DSN | ENV_F_ADMIN;
+		return true;
+	}
 	if (e->flags & ENV_F_DSN) {
 		log_info("%s: undeliverable delivery status notification "
 			 "dropped (never bounce a bounce)",
@@ -356,7 +371,9 @@ bounce_start(struct queue *q, struct qmsg *m)
 {
 	struct envelope *e = &m->env;
 	m->bouncing = true;
-	if (!bounce_wanted(m, daemon_now())) {
+	const char *to;
+	uint32_t flags;
+	if (!bounce_wanted(q, m, daemon_now(), &to, &flags)) {
 		bounce_settle(q, m);
 		return;
 	}
@@ -373,6 +390,8 @@ bounce_start(struct queue *q, struct qmsg *m)
 	b->q = q;
 	b->m = m;
 	b->idx = idx;
+	b->to = to;   /* points into m's envelope or the config: both outlive b */
+	b->flags = flags;
 	for (size_t i = 0; i < e->nrcpts; i++)
 		if (e->rcpts[i].state == RCPT_FAILED)
 			b->idx[b->n++] = i;

@@ -2,8 +2,8 @@
 /*
  * config: read the INI file with inih, apply OUTBOX_<SECTION>_<KEY>
  * environment overrides, validate with the pure config_check(), then check
- * the files the configuration names (password_file, and ca_file in
- * [relay] and [mx]).
+ * the files the configuration names (password_file, ca_file in [relay]
+ * and [mx], and [rewrite] aliases).
  *
  * inih's handler is not told the line number (Debian builds it without
  * INI_HANDLER_LINENO; defining it here would break the ABI, LIBRARIES.md
@@ -11,7 +11,7 @@
  * calls the handler only after the reader has delivered the whole line, so
  * the reader's count is the handler's line. The reader also rejects lines
  * longer than CONFIG_LINE_MAX (inih would cut them silently) and unknown
- * or unsupported section headers (inih never reports an empty section).
+ * section headers (inih never reports an empty section).
  *
  * The whole file is read into memory first (bounded by CONFIG_FILE_MAX).
  * Duplicate keys: the later one wins, as in inih.
@@ -265,8 +265,8 @@ env_apply_one(struct config_load *c, const char *var)
  * Apply the overrides in name order, so that the first error reported
  * does not depend on the order of the environment. Only the six section
  * prefixes count: OUTBOX_CONFIG and test variables are not overrides.
- * OUTBOX_MX_* reaches [mx] like any other; OUTBOX_REWRITE_* is refused
- * by config_check_section() as [rewrite] is in a file.
+ * OUTBOX_MX_* and OUTBOX_REWRITE_* reach [mx] and [rewrite] like any
+ * other.
  */
 static int
 load_env(struct config_load *c)
@@ -302,6 +302,11 @@ load_check_file(const struct config_raw *raw, const char *section,
 	if (path[0] == '\0')
 		return 0;
 	if (stat(path, &st) < 0) {
+		/* An unprivileged reader (sendmail, outbox queue) may not see
+		 * the daemon's private files and does not need them; the
+		 * daemon itself fails clearly when it opens them. */
+		if (errno == EACCES && geteuid() != 0)
+			return 0;
 		errf(err, errlen, "%s: %s %s: %s", src, key, path,
 			 strerror(errno));
 		return -1;
@@ -321,7 +326,8 @@ load_check_file(const struct config_raw *raw, const char *section,
 	return 0;
 }
 
-/* The files the configuration names: [relay]'s first, then [mx]'s. */
+/* The files the configuration names, in section order. The aliases file
+ * is only checked here; rewrite_load() reads it at start and on reload. */
 static int
 load_check_files(const struct config_raw *raw, const struct config *cfg,
 		 char *err, size_t errlen)
@@ -331,7 +337,9 @@ load_check_files(const struct config_raw *raw, const struct config *cfg,
 	    load_check_file(raw, "relay", "ca_file", cfg->relay.ca_file, false,
 			    err, errlen) < 0 ||
 	    load_check_file(raw, "mx", "ca_file", cfg->mx.ca_file, false, err,
-			    errlen) < 0)
+			    errlen) < 0 ||
+	    load_check_file(raw, "rewrite", "aliases", cfg->rewrite.aliases,
+			    false, err, errlen) < 0)
 		return -1;
 	return 0;
 }

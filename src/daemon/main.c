@@ -249,6 +249,7 @@ daemon_stop(struct daemon *d, int signum)
 	log_info("%s received: stopping", strsignal(signum));
 	d->stopping = true;
 	control_stop(d);
+	maildrop_stop(d);
 	daemon_recover_cancel();
 	listener_stop(d->listener);
 	queue_stop(d->queue);
@@ -307,6 +308,13 @@ daemon_reload(struct daemon *d)
 	}
 	retired[nretired++] = (struct retired){ d->tls, d->mx_tls, d->resolver };
 	daemon_route_install(d, &rt);
+	struct aliases *aliases;
+	if (rewrite_load(&cfg, &aliases) == 0) {
+		rewrite_free(d->aliases);
+		d->aliases = aliases;
+	} else {
+		log_warn("reload: keeping the old aliases");
+	}
 	d->cfg = cfg;
 	daemon_hostname(d);
 	log_set_level(cfg.log.level);
@@ -422,6 +430,8 @@ daemon_setup(struct daemon *d, const struct options *o)
 		return 1;
 	}
 	daemon_route_install(d, &rt);
+	if (rewrite_load(&d->cfg, &d->aliases) != 0)
+		return 1;
 	const char *t = getenv("OUTBOX_TEST_CLIENT_TIMEOUT");
 	uint64_t secs;
 	if (t && str_to_u64(t, 1, 3600, &secs) == 0)
@@ -476,7 +486,8 @@ daemon_run(struct daemon *d)
 	uv_signal_start(&sig_term, signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, signal_cb, SIGINT);
 	uv_signal_start(&sig_hup, signal_cb, SIGHUP);
-	if (listener_start(d) != 0 || control_start(d) != 0)
+	if (listener_start(d) != 0 || control_start(d) != 0 ||
+	    maildrop_start(d) != 0)
 		return 1;
 	queue_kick(d->queue);
 	uv_run(d->loop, UV_RUN_DEFAULT);
@@ -494,6 +505,7 @@ daemon_cleanup(struct daemon *d)
 	if (d->loop != NULL) {
 		if (!handles_closed) {
 			control_stop(d);
+			maildrop_stop(d);
 			daemon_recover_cancel();
 			if (d->queue)
 				queue_free(d->queue);
@@ -506,6 +518,7 @@ daemon_cleanup(struct daemon *d)
 	listener_free(d->listener);
 	if (d->spool)
 		spool_close(d->spool);
+	rewrite_free(d->aliases);
 	tls_ctx_free(d->tls);
 	tls_ctx_free(d->mx_tls);
 	for (size_t i = 0; i < nretired; i++) {

@@ -202,6 +202,9 @@ session_envelope(struct session *s)
 	bool ok = env->sender != NULL;
 	for (size_t i = 0; ok && i < tx->nrcpts; i++)
 		ok = envelope_add_rcpt(env, tx->rcpts[i].addr) == 0;
+	/* Local submission: [rewrite] (aliases, domain, admin, from). */
+	if (ok && rewrite_envelope(s->d, env) != 0)
+		ok = false;
 	if (!ok) {
 		envelope_free(env);
 		free(env);

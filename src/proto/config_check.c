@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outbox/addr.h"
 #include "outbox/config.h"
 #include "outbox/str.h"
 
@@ -312,6 +313,64 @@ set_log_level(const struct config_key *k, const char *v, struct config *c,
 	return 0;
 }
 
+/*
+ * [rewrite] domain qualifies bare names ("root" -> "root@domain"), so it
+ * must be a mail domain: a DNS name in ASCII, not an IP address or an
+ * address literal, and without the rooting dot that SMTP does not allow.
+ */
+static int
+set_domain(const struct config_key *k, const char *v, struct config *c,
+	   char *msg, size_t msglen)
+{
+	char s[SHOW_MAX + 1];
+	bool eightbit = false;
+	size_t n = strlen(v);
+	if (n > 0 && (v[0] == '[' || config_value_is_ip(v) ||
+		      !config_value_hostname(v) || v[n - 1] == '.' ||
+		      addr_check_domain(v, n, &eightbit) != ADDR_OK ||
+		      eightbit)) {
+		key_msg(msg, msglen, "bad domain '%s' for %s (use a name such "
+			"as example.org)", show(s, sizeof s, v), k->key);
+		return -1;
+	}
+	return set_string(k, v, c, msg, msglen);
+}
+
+/*
+ * admin and from are mailboxes as they go into MAIL FROM/RCPT TO, so they
+ * are checked by the same parser as client input and must carry a domain
+ * (a bare name would itself need rewriting). ASCII only: the relay may not
+ * offer SMTPUTF8. Empty means unset.
+ */
+static int
+set_mailbox(const struct config_key *k, const char *v, struct config *c,
+	    char *msg, size_t msglen)
+{
+	char s[SHOW_MAX + 1];
+	struct addr_path p;
+	if (v[0] == '\0')
+		return set_string(k, v, c, msg, msglen);
+	if (addr_parse_path(v, strlen(v), &p) != ADDR_OK || !p.has_domain ||
+	    p.route || p.eightbit || p.local_len == 0) {
+		key_msg(msg, msglen, "bad address '%s' for %s (use "
+			"local@domain)", show(s, sizeof s, v), k->key);
+		return -1;
+	}
+	return set_string(k, p.mailbox, c, msg, msglen);
+}
+
+static int
+set_from_header(const struct config_key *k, const char *v, struct config *c,
+		char *msg, size_t msglen)
+{
+	static const char *const names[] = { "keep", "rewrite", NULL };
+	int i = key_enum(k, v, names, msg, msglen);
+	if (i < 0)
+		return -1;
+	c->rewrite.from_header_rewrite = i == 1;
+	return 0;
+}
+
 /* Lists are separated by blanks or commas. */
 static const char *
 list_next(const char *p, size_t *n)
@@ -482,6 +541,15 @@ static const struct config_key config_keys[] = {
 	    .off = F(mx.connections_per_domain), .min = 1, .max = 1000),
 	KEY("mx", "ca_file", "", set_string, .off = F(mx.ca_file),
 	    .size = SZ(mx.ca_file)),
+	KEY("rewrite", "domain", "", set_domain, .off = F(rewrite.domain),
+	    .size = SZ(rewrite.domain)),
+	KEY("rewrite", "aliases", "", set_string, .off = F(rewrite.aliases),
+	    .size = SZ(rewrite.aliases)),
+	KEY("rewrite", "admin", "", set_mailbox, .off = F(rewrite.admin),
+	    .size = SZ(rewrite.admin)),
+	KEY("rewrite", "from", "", set_mailbox, .off = F(rewrite.from),
+	    .size = SZ(rewrite.from)),
+	KEY("rewrite", "from_header", "keep", set_from_header),
 	KEY("log", "target", "stderr", set_log_target),
 	KEY("log", "level", "info", set_log_level),
 };
@@ -512,18 +580,11 @@ int
 config_check_section(const char *section, char *msg, size_t msglen)
 {
 	static const char *const known[] = { "listen", "spool", "relay",
-					     "mx", "log" };
-	static const char *const later[] = { "rewrite" };
+					     "mx", "rewrite", "log" };
 	char s[SHOW_MAX + 1];
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (strcmp(section, known[i]) == 0)
 			return 0;
-	for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
-		if (strcmp(section, later[i]) == 0) {
-			key_msg(msg, msglen, "section [%s] is not supported "
-				"yet", section);
-			return -1;
-		}
 	key_msg(msg, msglen, "unknown section [%s]", show(s, sizeof s,
 							  section));
 	return -1;
@@ -551,7 +612,8 @@ config_check_entry(const struct config_entry *e, struct config *out,
 	if (e->section[0] == '\0')
 		return check_fail(err, errlen, e->source, "key '%s' is outside "
 				  "any section (add [listen], [spool], "
-				  "[relay], [mx] or [log] above it)",
+				  "[relay], [mx], [rewrite] or [log] above "
+				  "it)",
 				  show(s, sizeof s, e->key));
 	if (config_check_section(e->section, msg, sizeof msg) < 0)
 		return check_fail(err, errlen, e->source, "%s", msg);

@@ -34,7 +34,8 @@
 #define ENV_VALUE_MAX (1024u * 1024u)
 #define ENV_ADDR_MAX (SMTP_PATH_MAX + 64)
 #define ENV_ERROR_MAX SMTP_REPLY_TEXT_MAX
-#define ENV_F_KNOWN (ENV_F_8BIT | ENV_F_SMTPUTF8 | ENV_F_HELD | ENV_F_DSN)
+#define ENV_F_KNOWN (ENV_F_8BIT | ENV_F_SMTPUTF8 | ENV_F_HELD | ENV_F_DSN | \
+		     ENV_F_ADMIN)
 
 /* ------------------------------------------------------------------ */
 /* The in-memory envelope                                             */

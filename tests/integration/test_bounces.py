@@ -263,6 +263,25 @@ class Bounces(OutboxTestCase):
         self.b19b_run(sh, sender, "no bounces accepted here")
         self.assertEqual(self.mail_null_count(sh), 1, "MAIL FROM:<> retried after a 550")
 
+    def test_b19b_dsn_refused_goes_to_admin_once(self):
+        """With [rewrite] admin set, our DSN that fails is reported once to
+        the admin; if the admin address fails too, that report is dropped:
+        three messages at most, never a loop."""
+        sender = "gone@local.test"
+        admin = "postmaster@admin.test"
+        sh = self.smarthost(rcpt_reply=[REFUSE_DEST,
+                                        "%s=550 5.1.1 sender mailbox gone" % sender])
+        d = self.outboxd(relay=[sh.port], settings={"rewrite": {"admin": admin}})
+        qid = d.send_ok(sender, ["r1@dest.test"], make_message("x\r\n", sender=sender))
+        d.wait_log(r"%s: to=<r1@dest\.test>,.*status=bounced" % qid, 20)
+        d.wait_log(r"undeliverable delivery status notification reported to "
+                   r"the admin <%s>" % re.escape(admin), 20)
+        got = self.wait_dsns(sh, 1, to=admin, timeout=20, settle=1.0)
+        self.assertEqual(len(got), 1)
+        self.assertIn(sender, got[0].data.decode("utf-8", "replace"))
+        harness.wait_for(lambda: not d.queued(), 10, "queue empty")
+        self.assertEqual(dsns(sh, sender), [])
+
     # ------------------------------------------------------------ rate limit
     def test_dsn_rate_limit_per_sender(self):
         """12 failing messages from one sender within seconds: 10 DSNs, 2

@@ -99,8 +99,8 @@ test_line_numbers(void)
 	load_bad("[log]\n\n  [spool\ndir = x\n", "t.ini:3: syntax error: "
 		 "expected '[section]'");
 	load_bad("address = 127.0.0.1:25\n", "t.ini:1: key 'address' is "
-		 "outside any section (add [listen], [spool], [relay], [mx] "
-		 "or [log] above it)");
+		 "outside any section (add [listen], [spool], [relay], [mx], "
+		 "[rewrite] or [log] above it)");
 	load_bad("[spool]\nretry_max = 30s\n", "t.ini:2: retry_max (30s) must "
 		 "not be less than retry_min (1m)");
 	load_bad("[spool]\nretry_min = 3h\n\n", "t.ini:2: retry_max (1h) must "
@@ -116,12 +116,12 @@ test_sections(void)
 	load_bad("[listen]\n[foo]\n", "t.ini:2: unknown section [foo]");
 	load_ok("[log]\nlevel = info\n\n[mx]\n; nothing here\n");
 	load_bad("[mx]\n[MX]\nport = 25\n", "t.ini:2: unknown section [MX]");
-	load_bad("[mx]\n[rewrite]\n", "t.ini:2: section [rewrite] is not "
-		 "supported yet");
-	load_bad("[rewrite]\nfrom = a@b\n",
-		 "t.ini:1: section [rewrite] is not supported yet");
-	load_bad("[log]\n  [rewrite] ; later\n",
-		 "t.ini:2: section [rewrite] is not supported yet");
+	/* [rewrite] is a section like the others, also without keys. */
+	load_ok("[mx]\n[rewrite]\n");
+	load_ok("[log]\n  [rewrite] ; address rewriting\n");
+	load_bad("[mx]\n[Rewrite]\n", "t.ini:2: unknown section [Rewrite]");
+	load_bad("[rewrite]\nalias = x\n", "t.ini:2: unknown key 'alias' in "
+		 "[rewrite]");
 	load_bad("[Log]\n", "t.ini:1: unknown section [Log]");
 }
 
@@ -236,6 +236,9 @@ clear_env(void)
 		"OUTBOX_TEST_CLIENT_TIMEOUT", "OUTBOX_MX_DNS_SERVERS",
 		"OUTBOX_MX_TLS", "OUTBOX_MX_CONNECTIONS_PER_DOMAIN",
 		"OUTBOX_MX_CA_FILE", "OUTBOX_MX_DNS", "OUTBOX_RELAY_CA_FILE",
+		"OUTBOX_REWRITE_FROMX", "OUTBOX_REWRITE_DOMAIN",
+		"OUTBOX_REWRITE_ALIASES", "OUTBOX_REWRITE_ADMIN",
+		"OUTBOX_REWRITE_FROM_HEADER",
 	};
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
 		unsetenv(vars[i]);
@@ -287,10 +290,10 @@ test_env(void)
 	setenv("OUTBOX_MX_DNS", "127.0.0.1", 1);
 	load_bad("", "environment OUTBOX_MX_DNS: unknown key 'dns' in [mx]");
 	unsetenv("OUTBOX_MX_DNS");
-	setenv("OUTBOX_REWRITE_FROM", "a@b", 1);
-	load_bad("", "environment OUTBOX_REWRITE_FROM: section [rewrite] is "
-		 "not supported yet");
-	unsetenv("OUTBOX_REWRITE_FROM");
+	setenv("OUTBOX_REWRITE_FROMX", "a@b", 1);
+	load_bad("", "environment OUTBOX_REWRITE_FROMX: unknown key 'fromx' "
+		 "in [rewrite]");
+	unsetenv("OUTBOX_REWRITE_FROMX");
 	setenv("OUTBOX_LISTEN_TIMEOUT", "soon", 1);
 	load_bad("[listen]\ntimeout = 1m\n", "environment "
 		 "OUTBOX_LISTEN_TIMEOUT: bad duration 'soon' for timeout (use "
@@ -414,6 +417,104 @@ relay_ini(const char *path)
 	snprintf(text, sizeof text, "[relay]\nhost = smtp.example.com\n"
 		 "user = me\npassword_file = %s\n", path);
 	return text;
+}
+
+/* [rewrite]: every key from a file, errors at their own lines. */
+static void
+test_rewrite(void)
+{
+	char path[128], want[CONFIG_ERR_MAX], text[CONFIG_PATH_MAX];
+	clear_env();
+	struct config c = load_ok("");
+	CHECK_STR_EQ(c.rewrite.domain, "");
+	CHECK_STR_EQ(c.rewrite.aliases, "");
+	CHECK_STR_EQ(c.rewrite.admin, "");
+	CHECK_STR_EQ(c.rewrite.from, "");
+	CHECK(!c.rewrite.from_header_rewrite);
+
+	snprintf(path, sizeof path, "%s/aliases", tmpdir);
+	write_file(path, "root: ops@example.org\n", 0644);
+	snprintf(text, sizeof text, "; local mail\n[rewrite]\n"
+		 "domain = example.org\naliases = %s\n"
+		 "admin = ops@example.org\nfrom = relay@example.org\n"
+		 "from_header = rewrite\n", path);
+	c = load_ok(text);
+	CHECK_STR_EQ(c.rewrite.domain, "example.org");
+	CHECK_STR_EQ(c.rewrite.aliases, path);
+	CHECK_STR_EQ(c.rewrite.admin, "ops@example.org");
+	CHECK_STR_EQ(c.rewrite.from, "relay@example.org");
+	CHECK(c.rewrite.from_header_rewrite);
+
+	load_bad("[log]\nlevel = info\n[rewrite]\n\ndomain = a b\n",
+		 "t.ini:5: bad domain 'a b' for domain (use a name such as "
+		 "example.org)");
+	load_bad("[rewrite]\ndomain = example.org\nadmin = root\n",
+		 "t.ini:3: bad address 'root' for admin (use local@domain)");
+	load_bad("[rewrite]\nfrom = <me@example.org>\n", "t.ini:2: bad "
+		 "address '<me@example.org>' for from (use local@domain)");
+	load_bad("[rewrite]\nfrom_header = always\n", "t.ini:2: bad value "
+		 "'always' for from_header (use keep or rewrite)");
+	/* An inline comment is not part of the value. */
+	c = load_ok("[rewrite]\nadmin = ops@example.org ; the team\n");
+	CHECK_STR_EQ(c.rewrite.admin, "ops@example.org");
+
+	/* aliases must exist and be a regular file, like ca_file. */
+	unlink(path);
+	snprintf(text, sizeof text, "[rewrite]\ndomain = example.org\n"
+		 "aliases = %s\n", path);
+	snprintf(want, sizeof want, "t.ini:3: aliases %s: No such file or "
+		 "directory", path);
+	load_bad(text, want);
+	snprintf(text, sizeof text, "[rewrite]\naliases = %s\n", tmpdir);
+	snprintf(want, sizeof want, "t.ini:2: aliases %s is not a regular "
+		 "file", tmpdir);
+	load_bad(text, want);
+	/* [mx]'s bad file is reported before [rewrite]'s. */
+	snprintf(text, sizeof text, "[rewrite]\naliases = %s\n[mx]\n"
+		 "ca_file = %s/gone.pem\n", path, tmpdir);
+	snprintf(want, sizeof want, "t.ini:4: ca_file %s/gone.pem: No such "
+		 "file or directory", tmpdir);
+	load_bad(text, want);
+	clear_env();
+}
+
+/* OUTBOX_REWRITE_* reaches [rewrite] and wins over the file. */
+static void
+test_env_rewrite(void)
+{
+	char path[128], want[CONFIG_ERR_MAX];
+	clear_env();
+	snprintf(path, sizeof path, "%s/aliases.env", tmpdir);
+	write_file(path, "", 0600);
+	setenv("OUTBOX_REWRITE_DOMAIN", "env.example.org", 1);
+	setenv("OUTBOX_REWRITE_ALIASES", path, 1);
+	setenv("OUTBOX_REWRITE_ADMIN", "boss@env.example.org", 1);
+	setenv("OUTBOX_REWRITE_FROM", "", 1);
+	setenv("OUTBOX_REWRITE_FROM_HEADER", "rewrite", 1);
+	struct config c = load_ok("[rewrite]\ndomain = file.example.org\n"
+				  "from = file@example.org\n"
+				  "from_header = keep\n");
+	CHECK_STR_EQ(c.rewrite.domain, "env.example.org");
+	CHECK_STR_EQ(c.rewrite.aliases, path);
+	CHECK_STR_EQ(c.rewrite.admin, "boss@env.example.org");
+	CHECK_STR_EQ(c.rewrite.from, ""); /* an empty override clears */
+	CHECK(c.rewrite.from_header_rewrite);
+	clear_env();
+
+	setenv("OUTBOX_REWRITE_DOMAIN", "1.2.3.4", 1);
+	load_bad("", "environment OUTBOX_REWRITE_DOMAIN: bad domain '1.2.3.4' "
+		 "for domain (use a name such as example.org)");
+	clear_env();
+	setenv("OUTBOX_REWRITE_FROM", "nobody", 1);
+	load_bad("", "environment OUTBOX_REWRITE_FROM: bad address 'nobody' "
+		 "for from (use local@domain)");
+	clear_env();
+	unlink(path);
+	setenv("OUTBOX_REWRITE_ALIASES", path, 1);
+	snprintf(want, sizeof want, "environment OUTBOX_REWRITE_ALIASES: "
+		 "aliases %s: No such file or directory", path);
+	load_bad("", want);
+	clear_env();
 }
 
 /* [mx] ca_file must exist, like [relay]'s; each error names its own line. */
@@ -628,8 +729,8 @@ test_reference_ini(void)
 		p += len;
 	}
 	active[n] = '\0';
-	/* every key of [listen] [spool] [relay] [mx] [log] */
-	CHECK_EQ(keys, 26);
+	/* every key of [listen] [spool] [relay] [mx] [rewrite] [log] */
+	CHECK_EQ(keys, 31);
 	CHECK_EQ(config_load_string(active, "active", &d, err, sizeof err), 0);
 	config_defaults(&def);
 	CHECK_EQ(d.listen.naddress, def.listen.naddress);
@@ -665,6 +766,16 @@ test_reference_ini(void)
 		"\nconnections_per_domain = 10\n", "\n[mx]\n" };
 	for (size_t i = 0; i < sizeof mx_keys / sizeof mx_keys[0]; i++)
 		CHECK(strstr(active, mx_keys[i]) != NULL);
+	CHECK_STR_EQ(d.rewrite.domain, def.rewrite.domain);
+	CHECK_STR_EQ(d.rewrite.aliases, def.rewrite.aliases);
+	CHECK_STR_EQ(d.rewrite.admin, def.rewrite.admin);
+	CHECK_STR_EQ(d.rewrite.from, def.rewrite.from);
+	CHECK_EQ(d.rewrite.from_header_rewrite, def.rewrite.from_header_rewrite);
+	static const char *const rw_keys[] = { "\n[rewrite]\n",
+		"\ndomain =\n", "\naliases =\n", "\nadmin =\n", "\nfrom =\n",
+		"\nfrom_header = keep\n" };
+	for (size_t i = 0; i < sizeof rw_keys / sizeof rw_keys[0]; i++)
+		CHECK(strstr(active, rw_keys[i]) != NULL);
 	CHECK_EQ(d.log.target, def.log.target);
 	CHECK_EQ(d.log.level, def.log.level);
 }
@@ -773,11 +884,15 @@ test_cli(void)
 					  NULL }, out, sizeof out), 64);
 	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "config", "check", "-c",
 					  NULL }, out, sizeof out), 64);
-	CHECK_EQ(run_cli(cli, (char *[]){ "/usr/sbin/sendmail", "-t", NULL },
+	/* sendmail by argv[0] basename, and `outbox send`: modes that read
+	 * neither stdin nor the configuration. */
+	CHECK_EQ(run_cli(cli, (char *[]){ "/usr/sbin/sendmail", "-bs", NULL },
 			 out, sizeof out), 69);
-	CHECK_STR_EQ(out, "outbox: the sendmail interface is not built yet\n");
-	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "send", NULL }, out,
-			 sizeof out), 69);
+	CHECK_STR_EQ(out, "sendmail: -bs (SMTP on stdin) is not supported "
+		     "yet\n");
+	CHECK_EQ(run_cli(cli, (char *[]){ "outbox", "send", "-C", "x", NULL },
+			 out, sizeof out), 64);
+	CHECK(strncmp(out, "sendmail: ", 10) == 0);
 }
 
 int
@@ -794,6 +909,8 @@ main(void)
 	test_long_lines();
 	test_env();
 	test_env_mx();
+	test_rewrite();
+	test_env_rewrite();
 	test_local();
 	test_password();
 	test_files();

@@ -52,6 +52,11 @@ test_defaults(void)
 	CHECK_EQ(c.mx.ndns_servers, 0);
 	CHECK_EQ(c.mx.connections_per_domain, 10);
 	CHECK_STR_EQ(c.mx.ca_file, "");
+	CHECK_STR_EQ(c.rewrite.domain, "");
+	CHECK_STR_EQ(c.rewrite.aliases, "");
+	CHECK_STR_EQ(c.rewrite.admin, "");
+	CHECK_STR_EQ(c.rewrite.from, "");
+	CHECK(!c.rewrite.from_header_rewrite);
 	CHECK_EQ(c.log.target, LOG_TO_STDERR);
 	CHECK_EQ(c.log.level, LOG_LVL_INFO);
 }
@@ -299,17 +304,18 @@ test_sections(void)
 	CHECK_EQ(config_check_section("mx", msg, sizeof msg), 0);
 	CHECK_EQ(config_check_section("MX", msg, sizeof msg), -1);
 	CHECK_STR_EQ(msg, "unknown section [MX]");
-	CHECK_EQ(config_check_section("rewrite", msg, sizeof msg), -1);
-	CHECK_STR_EQ(msg, "section [rewrite] is not supported yet");
+	CHECK_EQ(config_check_section("rewrite", msg, sizeof msg), 0);
+	CHECK_EQ(config_check_section("Rewrite", msg, sizeof msg), -1);
+	CHECK_STR_EQ(msg, "unknown section [Rewrite]");
 	CHECK_EQ(config_check_section("Listen", msg, sizeof msg), -1);
 	CHECK_STR_EQ(msg, "unknown section [Listen]");
 	CHECK_EQ(config_check_section("foo\x01", msg, sizeof msg), -1);
 	CHECK_STR_EQ(msg, "unknown section [foo?]");
 	bad("foo", "x", "1", "unknown section [foo]");
-	bad("rewrite", "from", "a@b", "section [rewrite] is not supported yet");
+	bad("rewrite", "fromx", "a@b", "unknown key 'fromx' in [rewrite]");
 	bad("", "address", "1.2.3.4:25", "key 'address' is outside any "
-	    "section (add [listen], [spool], [relay], [mx] or [log] above "
-	    "it)");
+	    "section (add [listen], [spool], [relay], [mx], [rewrite] or "
+	    "[log] above it)");
 	bad("listen", "foo", "1", "unknown key 'foo' in [listen]");
 	bad("relay", "hostx", "a", "unknown key 'hostx' in [relay]");
 	bad("relay", "Host", "a", "unknown key 'Host' in [relay]");
@@ -475,6 +481,127 @@ test_mx_port(void)
 	bad("mx", "port", "smtp", "bad number 'smtp' for port");
 	bad("mx", "port", "", "bad number '' for port");
 	bad("mx", "port", "-25", "bad number '-25' for port");
+}
+
+static void
+test_rewrite_domain(void)
+{
+	struct config c = ok("rewrite", "domain", "example.org");
+	CHECK_STR_EQ(c.rewrite.domain, "example.org");
+	c = ok("rewrite", "domain", "localdomain");
+	CHECK_STR_EQ(c.rewrite.domain, "localdomain");
+	c = ok("rewrite", "domain", "");
+	CHECK_STR_EQ(c.rewrite.domain, "");
+	bad("rewrite", "domain", "bad name", "bad domain 'bad name' for "
+	    "domain (use a name such as example.org)");
+	bad("rewrite", "domain", "a..b", "bad domain 'a..b' for domain (use "
+	    "a name such as example.org)");
+	bad("rewrite", "domain", "-a.org", "bad domain '-a.org' for domain "
+	    "(use a name such as example.org)");
+	bad("rewrite", "domain", "example.org.", "bad domain 'example.org.' "
+	    "for domain (use a name such as example.org)");
+	bad("rewrite", "domain", "192.0.2.1", "bad domain '192.0.2.1' for "
+	    "domain (use a name such as example.org)");
+	bad("rewrite", "domain", "[192.0.2.1]", "bad domain '[192.0.2.1]' "
+	    "for domain (use a name such as example.org)");
+	bad("rewrite", "domain", "@example.org", "bad domain '@example.org' "
+	    "for domain (use a name such as example.org)");
+	bad("rewrite", "domain", "b\xc3\xa4r.de", "bad domain 'b??r.de' for "
+	    "domain (use a name such as example.org)");
+	char label[80];
+	memset(label, 'a', 64);
+	snprintf(label + 64, sizeof label - 64, ".org");
+	struct config_entry e = { 0 };
+	snprintf(e.section, sizeof e.section, "rewrite");
+	snprintf(e.key, sizeof e.key, "domain");
+	snprintf(e.value, sizeof e.value, "%s", label);
+	snprintf(e.source, sizeof e.source, "t.ini:3");
+	char err[CONFIG_ERR_MAX];
+	config_defaults(&c);
+	CHECK_EQ(config_check_entry(&e, &c, err, sizeof err), -1);
+	CHECK(strncmp(err, "t.ini:3: bad domain 'aaaa", 25) == 0);
+	CHECK_STR_EQ(c.rewrite.domain, ""); /* unchanged on error */
+}
+
+/* "a...a@" (nlocal a's) and a 253-byte domain of long labels. */
+static void
+long_path(char *out, size_t size, size_t nlocal)
+{
+	char label[64];
+	memset(label, 'b', 63);
+	label[63] = '\0';
+	snprintf(out, size, "%.*s@%s.%s.%s.%.61s", (int)nlocal, "aaaa", label,
+		 label, label, label);
+}
+
+static void
+test_rewrite_mailbox(void)
+{
+	static const char *const keys[] = { "admin", "from" };
+	for (int i = 0; i < 2; i++) {
+		const char *k = keys[i];
+		char want[CONFIG_ERR_MAX];
+		struct config c = ok("rewrite", k, "ops@example.org");
+		const char *got = i == 0 ? c.rewrite.admin : c.rewrite.from;
+		CHECK_STR_EQ(got, "ops@example.org");
+		CHECK_STR_EQ(i == 0 ? c.rewrite.from : c.rewrite.admin, "");
+		c = ok("rewrite", k, "\"a b\"@[192.0.2.1]");
+		got = i == 0 ? c.rewrite.admin : c.rewrite.from;
+		CHECK_STR_EQ(got, "\"a b\"@[192.0.2.1]");
+		c = ok("rewrite", k, "");
+		CHECK_STR_EQ(i == 0 ? c.rewrite.admin : c.rewrite.from, "");
+		static const char *const bads[] = { "root", "@example.org",
+			"a@", "a@b@c", "<a@example.org>", "a@-x.org",
+			"@r.org:a@example.org", "a b@example.org",
+			"caf\xc3\xa9@example.org", "a@example.org " };
+		static const char *const shown[] = { "root", "@example.org",
+			"a@", "a@b@c", "<a@example.org>", "a@-x.org",
+			"@r.org:a@example.org", "a b@example.org",
+			"caf??@example.org", "a@example.org " };
+		for (size_t j = 0; j < sizeof bads / sizeof bads[0]; j++) {
+			snprintf(want, sizeof want, "bad address '%s' for %s "
+				 "(use local@domain)", shown[j], k);
+			bad("rewrite", k, bads[j], want);
+		}
+		/* A path of SMTP_PATH_MAX bytes fits; one more does not
+		 * (RFC 5321 4.5.3.1.3). */
+		char longer[SMTP_PATH_MAX + 16];
+		long_path(longer, sizeof longer, 2);
+		CHECK_EQ(strlen(longer), SMTP_PATH_MAX);
+		struct config_entry e = { 0 };
+		snprintf(e.section, sizeof e.section, "rewrite");
+		snprintf(e.key, sizeof e.key, "%s", k);
+		snprintf(e.value, sizeof e.value, "%s", longer);
+		snprintf(e.source, sizeof e.source, "t.ini:4");
+		char err[CONFIG_ERR_MAX] = "";
+		config_defaults(&c);
+		CHECK_EQ(config_check_entry(&e, &c, err, sizeof err), 0);
+		CHECK_STR_EQ(i == 0 ? c.rewrite.admin : c.rewrite.from, longer);
+		long_path(e.value, sizeof e.value, 3);
+		CHECK_EQ(config_check_entry(&e, &c, err, sizeof err), -1);
+		CHECK(strncmp(err, "t.ini:4: bad address 'aaa@bbb", 29) == 0);
+		/* The earlier value stays. */
+		CHECK_STR_EQ(i == 0 ? c.rewrite.admin : c.rewrite.from, longer);
+	}
+}
+
+static void
+test_rewrite_other(void)
+{
+	struct config c = ok("rewrite", "aliases", "/etc/aliases");
+	CHECK_STR_EQ(c.rewrite.aliases, "/etc/aliases");
+	c = ok("rewrite", "aliases", "");
+	CHECK_STR_EQ(c.rewrite.aliases, "");
+	c = ok("rewrite", "from_header", "rewrite");
+	CHECK(c.rewrite.from_header_rewrite);
+	c = ok("rewrite", "from_header", "keep");
+	CHECK(!c.rewrite.from_header_rewrite);
+	bad("rewrite", "from_header", "yes", "bad value 'yes' for from_header "
+	    "(use keep or rewrite)");
+	bad("rewrite", "from_header", "Rewrite", "bad value 'Rewrite' for "
+	    "from_header (use keep or rewrite)");
+	bad("rewrite", "from_header", "", "bad value '' for from_header (use "
+	    "keep or rewrite)");
 }
 
 static void
@@ -761,6 +888,9 @@ main(void)
 	test_mx_tls();
 	test_mx_dns();
 	test_mx_other();
+	test_rewrite_domain();
+	test_rewrite_mailbox();
+	test_rewrite_other();
 	test_log();
 	test_cross_field();
 	test_raw();

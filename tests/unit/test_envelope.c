@@ -251,7 +251,7 @@ test_hand_made(void)
 		   "A1:0\nZ3:100\nC8:0000ABCD\nF1:0\nH0:\nR3:x@y\nQ1:P\n",
 		   "upper-case hex");
 	expect_bad("V1:1\nI16:" TEST_ID "\nS3:a@b\nT10:1700000000\nN1:0\n"
-		   "A1:0\nZ3:100\nC8:0000abcd\nF2:16\nH0:\nR3:x@y\nQ1:P\n",
+		   "A1:0\nZ3:100\nC8:0000abcd\nF2:32\nH0:\nR3:x@y\nQ1:P\n",
 		   "unknown flag");
 	expect_bad("V1:1\nI16:" TEST_ID "\nS3:a@b\nT10:1700000000\nN1:0\n"
 		   "A1:0\nZ3:100\nC8:0000abcd\nF1:0\nR3:x@y\nQ1:P\n",
