@@ -108,6 +108,8 @@ void maildrop_stop(struct daemon *d);
 
 /* Used by session.c and queue.c. */
 void daemon_date(char *out, size_t size);   /* RFC 5322 date, now */
+/* [listen] hostname, else the host's FQDN (may block: start-up only). */
+void daemon_fqdn(const struct config *cfg, char *out, size_t size);
 void daemon_date_at(int64_t when, char *out, size_t size);
 int64_t daemon_now(void);                   /* wall clock seconds */
 /* Called when a listener session ends or a delivery ends, to finish shutdown. */

@@ -116,23 +116,7 @@ send_config(struct send *s)
 static void
 send_host(struct send *s)
 {
-	if (s->cfg.listen.hostname[0] != '\0') {
-		str_copy(s->host, sizeof(s->host), s->cfg.listen.hostname);
-		return;
-	}
-	char name[HOSTNAME_MAX + 1] = "localhost";
-	if (gethostname(name, sizeof(name)) != 0 || name[0] == '\0')
-		str_copy(name, sizeof(name), "localhost");
-	name[sizeof(name) - 1] = '\0';
-	if (strchr(name, '.') == NULL) {
-		struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
-		if (getaddrinfo(name, NULL, &hints, &ai) == 0 && ai &&
-		    ai->ai_canonname && strchr(ai->ai_canonname, '.'))
-			str_copy(name, sizeof(name), ai->ai_canonname);
-		if (ai)
-			freeaddrinfo(ai);
-	}
-	str_copy(s->host, sizeof(s->host), name);
+	daemon_fqdn(&s->cfg, s->host, sizeof(s->host));
 }
 
 static void

@@ -29,6 +29,7 @@
 #include "outbox/buf.h"
 #include "outbox/id.h"
 #include "outbox/maildrop.h"
+#include "outbox/spool.h"
 
 #include "send_priv.h"
 
@@ -90,21 +91,6 @@ drop_tmp_name(char out[DROP_TMP_SIZE])
 	snprintf(out, DROP_TMP_SIZE, "tmp.%016llx", r);
 }
 
-static int
-drop_write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Create the temporary file and fill and fsync it. */
 static int
 drop_write_tmp(struct drop *d, const struct buf *head, const char *msg,
@@ -122,9 +108,9 @@ drop_write_tmp(struct drop *d, const struct buf *head, const char *msg,
 	/* 0644 whatever the caller's umask: the daemon may not be root. */
 	int r = fchmod(d->fd, 0644) != 0 ? -errno : 0;
 	if (r == 0)
-		r = drop_write_all(d->fd, head->data, head->len);
+		r = spool_write_all(d->fd, head->data, head->len);
 	if (r == 0)
-		r = drop_write_all(d->fd, msg, len);
+		r = spool_write_all(d->fd, msg, len);
 	if (r == 0 && fsync(d->fd) != 0)
 		r = -errno;
 	return r != 0 ? drop_fail(d, "cannot write to", -r) : 0;

@@ -68,24 +68,7 @@ usage(FILE *f)
 static void
 daemon_hostname(struct daemon *d)
 {
-	if (d->cfg.listen.hostname[0] != '\0') {
-		str_copy(d->hostname, sizeof(d->hostname), d->cfg.listen.hostname);
-		return;
-	}
-	char name[HOSTNAME_MAX + 1] = "localhost";
-	if (gethostname(name, sizeof(name)) != 0)
-		str_copy(name, sizeof(name), "localhost");
-	name[sizeof(name) - 1] = '\0';
-	if (strchr(name, '.') == NULL) {
-		/* Start-up only: the canonical name, usually from /etc/hosts. */
-		struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
-		if (getaddrinfo(name, NULL, &hints, &ai) == 0 && ai &&
-		    ai->ai_canonname && strchr(ai->ai_canonname, '.'))
-			str_copy(name, sizeof(name), ai->ai_canonname);
-		if (ai)
-			freeaddrinfo(ai);
-	}
-	str_copy(d->hostname, sizeof(d->hostname), name);
+	daemon_fqdn(&d->cfg, d->hostname, sizeof(d->hostname));
 }
 
 static int
