@@ -115,7 +115,7 @@ listener_space_cb(uv_fs_t *req)
 		l->d->spool_free = st->f_bavail * st->f_bsize;
 	}
 	uv_fs_req_cleanup(req);
-	if (l->stopping)
+	if (l->orphaned)
 		free(l);  /* listener_free left it to us */
 }
 
@@ -186,7 +186,9 @@ listener_sessions(const struct listener *l)
 void
 listener_free(struct listener *l)
 {
-	if (l != NULL && l->space_busy)
-		return; /* listener_space_cb frees it */
+	if (l != NULL && l->space_busy) {
+		l->orphaned = true; /* listener_space_cb frees it */
+		return;
+	}
 	free(l);
 }

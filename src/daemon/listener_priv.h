@@ -16,6 +16,7 @@ struct listener {
 	uv_timer_t space_timer;     /* measures free spool space (D5) */
 	uv_fs_t space_req;
 	bool space_busy;
+	bool orphaned;              /* freed by its owner while statfs ran */
 };
 
 struct session *session_next(struct session *s);
