@@ -61,8 +61,6 @@ void session_shutdown(struct session *s);
 int queue_new(struct daemon *d, struct queue **out);
 /* Take ownership of env (heap) and schedule it. */
 void queue_add(struct queue *q, struct envelope *env);
-/* Spool recovery callback (arg = struct queue *). */
-void queue_recover_each(void *arg, struct envelope *env);
 /* Start deliveries for due messages. */
 void queue_kick(struct queue *q);
 /* Forget the destination's backoff (after a reload changed the route). */

@@ -244,7 +244,7 @@ qmsg_new(struct envelope *env)
 }
 
 static void
-queue_adopt(struct queue *q, struct envelope *env, bool kick)
+queue_adopt(struct queue *q, struct envelope *env)
 {
 	struct qmsg *m = qmsg_new(env);
 	if (m == NULL)
@@ -258,20 +258,13 @@ queue_adopt(struct queue *q, struct envelope *env, bool kick)
 	q->total++;
 	m->heap_idx = QMSG_NOT_QUEUED;
 	queue_requeue(q, m);
-	if (kick)
-		queue_kick(q);
+	queue_kick(q);
 }
 
 void
 queue_add(struct queue *q, struct envelope *env)
 {
-	queue_adopt(q, env, true);
-}
-
-void
-queue_recover_each(void *arg, struct envelope *env)
-{
-	queue_adopt(arg, env, false);
+	queue_adopt(q, env);
 }
 
 /* The destination a recipient belongs to; "" for the smarthost. */

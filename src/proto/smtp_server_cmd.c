@@ -397,7 +397,7 @@ cmd_do_notimpl(struct smtp_server *s, struct server_args *a)
 static enum smtp_server_event
 cmd_do_bdat(struct smtp_server *s, struct server_args *a)
 {
-	server_reject(s, "502 5.5.1 Error: command not implemented");
+	cmd_do_notimpl(s, a);
 	return server_close(s);
 }
 
