@@ -92,7 +92,16 @@ struct config {
 	struct {
 		enum log_target target;
 		enum log_level level;
+		bool json;                         /* format = json (default text) */
 	} log;
+	struct {
+		char user[64];  /* started as root: drop to this user after binding; "" = stay */
+	} daemon;
+	struct {
+		char textfile[CONFIG_PATH_MAX];    /* Prometheus text file; "" = off */
+		uint64_t interval_s;               /* how often it is rewritten (15s) */
+		uint64_t stuck_after_s;            /* status --check: oldest deferred older = stuck (1h) */
+	} metrics;
 };
 
 /* One raw key = value, as read; the source says where it came from. */

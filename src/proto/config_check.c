@@ -371,6 +371,18 @@ set_from_header(const struct config_key *k, const char *v, struct config *c,
 	return 0;
 }
 
+static int
+set_log_format(const struct config_key *k, const char *v, struct config *c,
+	       char *msg, size_t msglen)
+{
+	static const char *const names[] = { "text", "json", NULL };
+	int i = key_enum(k, v, names, msg, msglen);
+	if (i < 0)
+		return -1;
+	c->log.json = i == 1;
+	return 0;
+}
+
 /* Lists are separated by blanks or commas. */
 static const char *
 list_next(const char *p, size_t *n)
@@ -552,6 +564,15 @@ static const struct config_key config_keys[] = {
 	KEY("rewrite", "from_header", "keep", set_from_header),
 	KEY("log", "target", "stderr", set_log_target),
 	KEY("log", "level", "info", set_log_level),
+	KEY("log", "format", "text", set_log_format),
+	KEY("daemon", "user", "", set_string, .off = F(daemon.user),
+	    .size = SZ(daemon.user)),
+	KEY("metrics", "textfile", "", set_string, .off = F(metrics.textfile),
+	    .size = SZ(metrics.textfile)),
+	KEY("metrics", "interval", "15s", set_sec, .off = F(metrics.interval_s),
+	    .min = 1, .max = DAY_S),
+	KEY("metrics", "stuck_after", "1h", set_sec,
+	    .off = F(metrics.stuck_after_s), .min = 1, .max = 365 * DAY_S),
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -580,7 +601,8 @@ int
 config_check_section(const char *section, char *msg, size_t msglen)
 {
 	static const char *const known[] = { "listen", "spool", "relay",
-					     "mx", "rewrite", "log" };
+					     "mx", "rewrite", "log", "daemon",
+					     "metrics" };
 	char s[SHOW_MAX + 1];
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (strcmp(section, known[i]) == 0)

@@ -729,8 +729,9 @@ test_reference_ini(void)
 		p += len;
 	}
 	active[n] = '\0';
-	/* every key of [listen] [spool] [relay] [mx] [rewrite] [log] */
-	CHECK_EQ(keys, 31);
+	/* every key of [listen] [spool] [relay] [mx] [rewrite] [log]
+	 * [daemon] [metrics] */
+	CHECK_EQ(keys, 36);
 	CHECK_EQ(config_load_string(active, "active", &d, err, sizeof err), 0);
 	config_defaults(&def);
 	CHECK_EQ(d.listen.naddress, def.listen.naddress);
@@ -778,6 +779,16 @@ test_reference_ini(void)
 		CHECK(strstr(active, rw_keys[i]) != NULL);
 	CHECK_EQ(d.log.target, def.log.target);
 	CHECK_EQ(d.log.level, def.log.level);
+	CHECK_EQ(d.log.json, def.log.json);
+	CHECK_STR_EQ(d.daemon.user, def.daemon.user);
+	CHECK_STR_EQ(d.metrics.textfile, def.metrics.textfile);
+	CHECK_EQ(d.metrics.interval_s, def.metrics.interval_s);
+	CHECK_EQ(d.metrics.stuck_after_s, def.metrics.stuck_after_s);
+	static const char *const new_keys[] = { "\nformat = text\n",
+		"\n[daemon]\n", "\nuser =\n", "\n[metrics]\n", "\ntextfile =\n",
+		"\ninterval = 15s\n", "\nstuck_after = 1h\n" };
+	for (size_t i = 0; i < sizeof new_keys / sizeof new_keys[0]; i++)
+		CHECK(strstr(active, new_keys[i]) != NULL);
 }
 
 /* Run the CLI with argv; capture stdout+stderr into out. Exit status. */

@@ -316,6 +316,12 @@ test_sections(void)
 	bad("", "address", "1.2.3.4:25", "key 'address' is outside any "
 	    "section (add [listen], [spool], [relay], [mx], [rewrite] or "
 	    "[log] above it)");
+	bad("log", "format", "xml", "bad value 'xml' for format (use text or json)");
+	bad("metrics", "interval", "0", "interval must not be 0");
+	bad("metrics", "stuck_after", "soon", "bad duration 'soon' for stuck_after (use a number with s, m, h or d)");
+	CHECK(ok("log", "format", "json").log.json);
+	CHECK_EQ(ok("metrics", "interval", "1m").metrics.interval_s, 60);
+	CHECK_STR_EQ(ok("daemon", "user", "outbox").daemon.user, "outbox");
 	bad("listen", "foo", "1", "unknown key 'foo' in [listen]");
 	bad("relay", "hostx", "a", "unknown key 'hostx' in [relay]");
 	bad("relay", "Host", "a", "unknown key 'Host' in [relay]");
