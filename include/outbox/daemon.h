@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "outbox/config.h"
+#include "outbox/header_rewrite.h"
 #include "outbox/envelope.h"
 #include "outbox/spool.h"
 #include "outbox/tls.h"
@@ -98,6 +99,23 @@ void rewrite_domain(const struct daemon *d, char *out, size_t size);
 int rewrite_envelope(const struct daemon *d, struct envelope *e);
 /* Read [rewrite] aliases (NULL when unset). 0, or -1 (logged). */
 int rewrite_load(const struct config *cfg, struct aliases **out);
+/*
+ * The header stage of one locally submitted message (header_rewrite.h):
+ * [rewrite] domain, from and from_header, and the Date, Message-ID
+ * (<id@hostname>) and From (the final envelope sender) to add when
+ * missing. sender is the envelope sender before or after
+ * rewrite_envelope (the result is the same). Heap; rewrite_stage_free.
+ */
+struct rewrite_stage {
+	struct header_rewrite hr;
+	char domain[HOSTNAME_MAX + 1];
+	char date[64];
+	char msgid[ID_SIZE + HOSTNAME_MAX + 4];
+	char from[SMTP_PATH_MAX + 1];
+};
+struct rewrite_stage *rewrite_stage_new(const struct daemon *d,
+					const char *id, const char *sender);
+void rewrite_stage_free(struct rewrite_stage *st);
 void rewrite_free(struct aliases *a);
 
 /* maildrop.c: take in what `outbox send` (sendmail) dropped. */

@@ -15,6 +15,7 @@
 
 #include "outbox/buf.h"
 #include "outbox/limits.h"
+#include "outbox/smtp_data.h"
 
 enum smtp_server_bare_nl { SRV_BARE_NL_NORMALIZE, SRV_BARE_NL_STRICT };
 
@@ -105,6 +106,8 @@ void smtp_server_set_spool_free(struct smtp_server *s, uint64_t bytes);
 /* Accessors for the glue. */
 struct buf *smtp_server_out(struct smtp_server *s);   /* reply bytes to send; glue empties */
 struct buf *smtp_server_chunk(struct smtp_server *s); /* body bytes to store; glue empties */
+/* The most bytes smtp_server_chunk() holds at once. */
+#define SRV_CHUNK_MAX (2 * SMTP_DATA_FLUSH + 8 * 1024)
 const struct smtp_tx *smtp_server_tx(const struct smtp_server *s);
 const char *smtp_server_helo(const struct smtp_server *s); /* "" before HELO/EHLO */
 /* Whether the session is in DATA (for "lost connection after DATA" logs). */

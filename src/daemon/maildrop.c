@@ -53,6 +53,7 @@ struct drop_job {
 	uid_t uid;
 	struct envelope env;
 	struct spool_tx *tx;
+	struct buf msg;     /* the message after the header stage */
 };
 
 static void maildrop_scan(struct maildrop *md);
@@ -61,6 +62,7 @@ static void
 drop_job_free(struct drop_job *j)
 {
 	free(j->data);
+	buf_free(&j->msg);
 	envelope_free(&j->env);
 	free(j);
 }
@@ -183,6 +185,23 @@ drop_write_cb(void *arg, int status)
 	}
 }
 
+/* The message through [rewrite]'s header stage into j->msg. */
+static int
+drop_rewrite(struct drop_job *j, const char *id)
+{
+	struct rewrite_stage *st = rewrite_stage_new(j->md->d, id,
+						     j->env.sender);
+	if (st == NULL)
+		return -ENOMEM;
+	buf_init(&j->msg, j->len - j->head_len + HEADER_REWRITE_HOLD_MAX);
+	int r = header_rewrite_feed(&st->hr, j->data + j->head_len,
+				    j->len - j->head_len, &j->msg);
+	if (r == 0)
+		r = header_rewrite_finish(&st->hr, &j->msg);
+	rewrite_stage_free(st);
+	return r;
+}
+
 /* A verified file: rewrite, then into the spool under a new queue id. */
 static void
 drop_import(struct drop_job *j)
@@ -191,15 +210,20 @@ drop_import(struct drop_job *j)
 	int r = rewrite_envelope(d, &j->env);
 	if (r == 0)
 		r = spool_tx_begin(d->spool, &j->tx);
+	if (r == 0 && (r = drop_rewrite(j, spool_tx_id(j->tx))) != 0)
+		spool_tx_abort(j->tx);
 	if (r == 0) {
 		str_copy(j->env.id, sizeof(j->env.id), spool_tx_id(j->tx));
+		/* The queue's copy must match what goes to disk. */
+		j->env.msg_size = j->msg.len;
+		j->env.msg_crc = crc32_update(0, j->msg.data, j->msg.len);
 		j->env.arrival = daemon_now();
 		j->env.next_attempt = 0;
 		j->env.attempts = 0;
 		snprintf(j->env.client, sizeof(j->env.client), "uid %u",
 			 (unsigned)j->uid);
-		r = spool_tx_write(j->tx, j->data + j->head_len,
-				   j->len - j->head_len, drop_write_cb, j);
+		r = spool_tx_write(j->tx, j->msg.data, j->msg.len,
+				   drop_write_cb, j);
 		if (r != 0)
 			spool_tx_abort(j->tx);
 	}

@@ -4,7 +4,9 @@
  * scripts send to bare `root` from bare login names. Recipients without a
  * domain go through the aliases file (chains followed, loops cut), then
  * to `admin` when no alias names them, then get `@domain`; a bare sender
- * gets `@domain`, and `from` replaces the sender when set.
+ * gets `@domain`, and `from` replaces the sender when set. The header
+ * stage (rewrite_stage_new) does the same for the header fields and adds
+ * the missing Date, Message-ID and From.
  *
  * The aliases file is read at start and on reload (rewrite_load); its
  * warnings (refused |command, /file, :include: targets, bad lines) are
@@ -12,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -197,4 +200,54 @@ rewrite_envelope(const struct daemon *d, struct envelope *e)
 	out.nrcpts = nold;
 	envelope_free(&out);
 	return 0;
+}
+
+/* The envelope sender after [rewrite]: from, else qualified. */
+static void
+rewrite_final_sender(const struct daemon *d, const char *sender,
+		     const char *domain, char *out, size_t size)
+{
+	out[0] = '\0';
+	if (d->cfg.rewrite.from[0] != '\0') {
+		str_copy(out, size, d->cfg.rewrite.from);
+		return;
+	}
+	if (sender[0] == '\0')
+		return;
+	char *q = rewrite_qualified(sender, domain);
+	if (q != NULL)
+		str_copy(out, size, q);
+	free(q);
+}
+
+struct rewrite_stage *
+rewrite_stage_new(const struct daemon *d, const char *id, const char *sender)
+{
+	struct rewrite_stage *st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return NULL;
+	rewrite_domain(d, st->domain, sizeof(st->domain));
+	daemon_date(st->date, sizeof(st->date));
+	snprintf(st->msgid, sizeof(st->msgid), "<%s@%s>", id, d->hostname);
+	rewrite_final_sender(d, sender, st->domain, st->from,
+			     sizeof(st->from));
+	struct header_rewrite_opts o = {
+		.domain = st->domain,
+		/* st->from is [rewrite] from when that is set */
+		.force_from = d->cfg.rewrite.from[0] ? st->from : NULL,
+		.from_rewrite = d->cfg.rewrite.from_header_rewrite,
+		.fixup = { .date = st->date, .message_id = st->msgid,
+			   .from_addr = st->from[0] ? st->from : NULL },
+	};
+	header_rewrite_init(&st->hr, &o);
+	return st;
+}
+
+void
+rewrite_stage_free(struct rewrite_stage *st)
+{
+	if (st == NULL)
+		return;
+	header_rewrite_free(&st->hr);
+	free(st);
 }

@@ -42,6 +42,8 @@ struct session {
 	struct smtp_server_cfg scfg;
 	struct buf in;
 	struct spool_tx *tx;
+	struct rewrite_stage *stage; /* this transaction's header rewriting */
+	struct buf body;        /* stage output, handed to the spool */
 	int tx_error;           /* first spool error of this transaction */
 	uint64_t tx_size;       /* bytes handed to the spool, and their CRC: */
 	uint32_t tx_crc;        /* our in-memory envelope must match the disk */
@@ -78,6 +80,8 @@ session_unref(struct session *s)
 		return;
 	smtp_server_free(s->srv);
 	buf_free(&s->in);
+	buf_free(&s->body);
+	rewrite_stage_free(s->stage);
 	struct daemon *d = s->d;
 	free(s);
 	daemon_maybe_exit(d);
@@ -171,7 +175,35 @@ session_data_start(struct session *s)
 		smtp_server_data_begin(s->srv, "NOQUEUE", date);
 		return;
 	}
+	/* Local submission: [rewrite] applies to the header too. */
+	rewrite_stage_free(s->stage);
+	s->stage = rewrite_stage_new(s->d, spool_tx_id(s->tx),
+				     smtp_server_tx(s->srv)->sender);
+	if (s->stage == NULL)
+		s->tx_error = -ENOMEM;
 	smtp_server_data_begin(s->srv, spool_tx_id(s->tx), date);
+}
+
+/* The machine's body bytes through the header stage into s->body. */
+static void
+session_rewrite(struct session *s, bool final)
+{
+	struct buf *chunk = smtp_server_chunk(s->srv);
+	buf_reset(&s->body);
+	int r = 0;
+	if (s->tx != NULL && s->tx_error == 0 && s->stage != NULL) {
+		r = header_rewrite_feed(&s->stage->hr, chunk->data, chunk->len,
+					&s->body);
+		if (r == 0 && final)
+			r = header_rewrite_finish(&s->stage->hr, &s->body);
+		if (r < 0)
+			s->tx_error = r;
+	}
+	buf_reset(chunk);
+	if (final || r < 0) {
+		rewrite_stage_free(s->stage);
+		s->stage = NULL;
+	}
 }
 
 static void
@@ -311,18 +343,18 @@ session_write_chunk_cb(void *arg, int status)
 static void
 session_store(struct session *s, bool final)
 {
-	struct buf *chunk = smtp_server_chunk(s->srv);
-	if (s->tx == NULL || s->tx_error != 0 || chunk->len == 0) {
-		buf_reset(chunk);
+	session_rewrite(s, final);
+	struct buf *body = &s->body;
+	if (s->tx == NULL || s->tx_error != 0 || body->len == 0) {
 		if (final)
 			session_commit(s);
 		return;
 	}
-	s->tx_size += chunk->len;
-	s->tx_crc = crc32_update(s->tx_crc, chunk->data, chunk->len);
-	int r = spool_tx_write(s->tx, chunk->data, chunk->len,
+	s->tx_size += body->len;
+	s->tx_crc = crc32_update(s->tx_crc, body->data, body->len);
+	/* body stays untouched until the write's callback: pump waits. */
+	int r = spool_tx_write(s->tx, body->data, body->len,
 			       session_write_chunk_cb, s);
-	buf_reset(chunk);
 	if (r < 0) {
 		s->tx_error = r;
 		if (final)
@@ -338,6 +370,8 @@ static void
 session_abort_data(struct session *s)
 {
 	buf_reset(smtp_server_chunk(s->srv));
+	rewrite_stage_free(s->stage);
+	s->stage = NULL;
 	if (s->tx != NULL)
 		spool_tx_abort(s->tx);
 	s->tx = NULL;
@@ -542,6 +576,8 @@ session_start(struct daemon *d, struct listener *l, uv_stream_t *server)
 	s->l = l;
 	s->refs = 2;
 	buf_init(&s->in, SESSION_IN_MAX);
+	/* a chunk, plus a whole held-back header section and added fields */
+	buf_init(&s->body, SRV_CHUNK_MAX + HEADER_REWRITE_HOLD_MAX + 4096);
 	uv_tcp_init(d->loop, &s->tcp);
 	uv_timer_init(d->loop, &s->timer);
 	s->tcp.data = s->timer.data = s;

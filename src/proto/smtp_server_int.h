@@ -13,7 +13,6 @@
 /* Reply bytes beyond which no new command is read (slow reader, A16/E5). */
 #define SRV_OUT_HIGH (64 * 1024)
 #define SRV_OUT_MAX (SRV_OUT_HIGH + 8 * 1024)
-#define SRV_CHUNK_MAX (2 * SMTP_DATA_FLUSH + 8 * 1024)
 #define SRV_IP_MAX 64
 #define SRV_LOG_CMD_MAX 200
 

@@ -24,7 +24,7 @@ DOMAIN = "example.test"
 REWRITE = {"rewrite": {"domain": DOMAIN}}
 IMPORT_RE = (r"(?P<id>%s): from=<(?P<sender>[^>]*)>, size=(?P<size>\d+), "
              r"nrcpt=(?P<nrcpt>\d+) \(uid=(?P<uid>\d+), sendmail\)" % harness.QID)
-CRON_BODY = b"Subject: cron <root@h> run\n\nline 1\n.\nend\n"
+CRON_BODY = b"To: root\nSubject: cron <root@h> run\n\nline 1\n.\nend\n"
 
 
 def header_section(data):
@@ -103,6 +103,7 @@ class Sendmail(OutboxTestCase):
         self.assertIsNotNone(frm, hdr)
         self.assertIn(b"CronDaemon", frm)
         self.assertIn(sender.encode(), frm)
+        self.assertEqual(header(hdr, "To"), ("root@" + DOMAIN).encode())
         self.assertEqual(hdr.count(b"\r\nDate:") + hdr.startswith(b"Date:"), 1)
 
     # -- G6: the exact cronie call, as root
@@ -314,6 +315,53 @@ class Sendmail(OutboxTestCase):
         # The flush makes a new attempt at once (retry_min is 1 h).
         harness.wait_for(lambda: len(d.deliveries(status="deferred", qid=qid)) > before
                          or None, 10, "an attempt after -q")
+
+    # -- [rewrite] from + from_header = rewrite (strict smarthosts)
+    def test_from_header_rewrite(self):
+        sh = self.smarthost()
+        d = self.daemon(sh, {"rewrite": {"from": "relay@" + DOMAIN,
+                                         "from_header": "rewrite"}})
+        self.sendmail_ok(d, ["-i", "ops@dest.test"],
+                         b"From: Web App <www-data>\nSubject: one\n\nb\n")
+        msg = sh.wait_messages(1)[0]
+        self.assertEqual(msg.mail_from, "relay@" + DOMAIN)
+        hdr = header_section(msg.body())
+        self.assertEqual(header(hdr, "From"), ("<relay@%s>" % DOMAIN).encode())
+        self.assertEqual(header(hdr, "Reply-To"), ("Web App <www-data@%s>" % DOMAIN).encode())
+        self.assertEqual(hdr.count(b"From:"), 1, hdr)
+        # A Reply-To of the sender's own is kept, not replaced or doubled.
+        self.sendmail_ok(d, ["-i", "ops@dest.test"],
+                         b"From: a@x.test\nReply-To: help@x.test\nSubject: two\n\nb\n")
+        msgs = sh.wait_messages(2)
+        two = [m for m in msgs if b"Subject: two" in m.data][0]
+        hdr = header_section(two.body())
+        self.assertEqual(header(hdr, "From"), ("<relay@%s>" % DOMAIN).encode())
+        self.assertEqual(header(hdr, "Reply-To"), b"help@x.test")
+        self.assertEqual(hdr.count(b"Reply-To:"), 1, hdr)
+
+    # -- loopback SMTP is local submission too: header names qualified,
+    # missing Date/Message-ID/From added (DESIGN: "Local mail works out of
+    # the box for cron").
+    def test_smtp_submission_rewritten(self):
+        import smtplib
+        sh = self.smarthost()
+        d = self.daemon(sh)
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as c:
+            c.sendmail("app", ["root", "x@dest.test"],
+                       b"To: root, x@dest.test\r\nCc: Ops <ops>\r\n"
+                       b"Subject: smtp\r\n\r\nTo: root stays in the body\r\n")
+        msg = sh.wait_messages(1)[0]
+        self.assertEqual(msg.mail_from, "app@" + DOMAIN)
+        self.assertEqual(sorted(msg.rcpt_tos), ["root@" + DOMAIN, "x@dest.test"])
+        data = msg.body()
+        hdr = header_section(data)
+        self.assertEqual(header(hdr, "To"), ("root@%s, x@dest.test" % DOMAIN).encode())
+        self.assertEqual(header(hdr, "Cc"), ("Ops <ops@%s>" % DOMAIN).encode())
+        self.assertEqual(header(hdr, "From"), ("app@" + DOMAIN).encode())
+        self.assertIsNotNone(header(hdr, "Date"))
+        self.assertRegex(header(hdr, "Message-ID"), rb"^<%s@[^>]+>$" % harness.QID.encode())
+        self.assertTrue(msg.data.startswith(b"Received: "), msg.data[:40])
+        self.assertTrue(data.endswith(b"\r\n\r\nTo: root stays in the body\r\n"))
 
 
 if __name__ == "__main__":
