@@ -10,7 +10,7 @@
  * - Options: sendmail_args_parse(); an error is "sendmail: <error>", 64.
  *   -bp lists the queue (as mailq), -q flushes it (as `outbox queue
  *   flush`), -bi is a no-op (outboxd reads the aliases file itself), -bs
- *   is refused with 69 (not supported yet).
+ *   runs an SMTP session on stdin/stdout (send_bs.c).
  * - Configuration: $OUTBOX_CONFIG, else /etc/outbox/outbox.ini, with the
  *   OUTBOX_* environment on top. When the default file does not exist the
  *   built-in defaults are used (a host with no config file still queues
@@ -339,9 +339,13 @@ send_mode(struct send *s)
 		fprintf(stderr, "sendmail: nothing to do: outboxd reads the "
 				"[rewrite] aliases file itself\n");
 		return 0;
-	case SENDMAIL_MODE_SMTP:
-		return send_fail(EX_UNAVAILABLE,
-				 "-bs (SMTP on stdin) is not supported yet");
+	case SENDMAIL_MODE_SMTP: {
+		int r = send_config(s);
+		if (r != 0)
+			return r;
+		send_host(s);
+		return send_bs(&s->cfg, s->host);
+	}
 	case SENDMAIL_MODE_DELIVER:
 		break;
 	}

@@ -21,4 +21,11 @@
 int send_drop_write(const char *spool_dir, struct envelope *e,
 		    const char *msg, size_t len, char *why, size_t whylen);
 
+/*
+ * -bs: an SMTP session on stdin/stdout (send_bs.c); host is our name for
+ * the banner. Returns the exit status.
+ */
+struct config;
+int send_bs(const struct config *cfg, const char *host);
+
 #endif

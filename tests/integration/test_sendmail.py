@@ -316,6 +316,34 @@ class Sendmail(OutboxTestCase):
         harness.wait_for(lambda: len(d.deliveries(status="deferred", qid=qid)) > before
                          or None, 10, "an attempt after -q")
 
+    # -- s-nail (Debian's mail(1)) with mta = our sendmail: `mail -s subject root`
+    def test_s_nail_mail_to_root(self):
+        snail = shutil.which("s-nail")
+        if snail is None:
+            self.skipTest("s-nail not installed (scripts/dev installs it)")
+        sh = self.smarthost()
+        d = self.daemon(sh)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+        env.update(OUTBOX_CONFIG=d.config_path, HOME=self.tmp,
+                   ASAN_OPTIONS="detect_leaks=1:halt_on_error=1")
+        res = subprocess.run([snail, "-n", "-S", "mta=" + self.sendmail, "-S", "sendwait",
+                              "-s", "disk almost full", "root"],
+                             input=b"/var is at 91%\n", env=env, timeout=15,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        msg = sh.wait_messages(1)[0]
+        login = pwd.getpwuid(os.getuid()).pw_name
+        self.assertEqual(msg.mail_from, "%s@%s" % (login, DOMAIN))
+        self.assertEqual(msg.rcpt_tos, ["root@" + DOMAIN])
+        data = msg.body()
+        hdr = header_section(data)
+        self.assertEqual(header(hdr, "To"), ("root@" + DOMAIN).encode())
+        self.assertEqual(header(hdr, "Subject"), b"disk almost full")
+        self.assertIsNotNone(header(hdr, "Date"))
+        self.assertRegex(header(hdr, "Message-ID"), rb"^<[^<>@\s]+@[^<>@\s]+>$")
+        self.assertIn(("%s@%s" % (login, DOMAIN)).encode(), header(hdr, "From"))
+        self.assertTrue(data.endswith(b"\r\n\r\n/var is at 91%\r\n"), data[-40:])
+
     # -- [rewrite] from + from_header = rewrite (strict smarthosts)
     def test_from_header_rewrite(self):
         sh = self.smarthost()
