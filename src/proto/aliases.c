@@ -155,9 +155,19 @@ aliases_refuse_reason(const char *s, size_t n)
 	size_t un = n;
 	struct addr_path ap;
 
-	if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
-		u = s + 1;
-		un = n - 2;
+	/* Neither the leading backslash of a final name nor quotes (nor
+	 * both) turn a command, file or include into a name (fuzz_aliases). */
+	if (un > 0 && u[0] == '\\') {
+		u++;
+		un--;
+	}
+	if (un >= 2 && u[0] == '"' && u[un - 1] == '"') {
+		u++;
+		un -= 2;
+	}
+	if (un > 0 && u[0] == '\\') {
+		u++;
+		un--;
 	}
 	if (un > 0 && u[0] == '|')
 		return "command target refused";

@@ -221,11 +221,12 @@ lm_rcpt_add(void *arg, const char *addr, size_t len)
 const char *
 local_msg_rcpt_next(const struct local_msg *m, const char *prev)
 {
-	const char *end = m->rcpts.data + m->rcpts.len;
-	const char *next;
+	const char *end, *next;
 
+	/* No recipient: rcpts.data may be NULL, and NULL + 0 is undefined. */
 	if (m->nrcpts == 0)
 		return NULL;
+	end = m->rcpts.data + m->rcpts.len;
 	next = prev == NULL ? m->rcpts.data : prev + strlen(prev) + 1;
 	return next < end ? next : NULL;
 }
@@ -403,7 +404,8 @@ lm_hdr_newline(struct local_msg *m)
 static enum local_msg_status
 lm_hdr_eol(struct local_msg *m, struct buf *out)
 {
-	const char *line = m->hdr.data + m->line_start;
+	/* An empty held section may have no buffer yet: NULL + 0 is undefined. */
+	const char *line = m->hdr.data ? m->hdr.data + m->line_start : "";
 	size_t len = m->hdr.len - m->line_start;
 	bool first = m->first_line;
 

@@ -89,16 +89,22 @@ mx_is_null(const char *name)
 	return name[0] == '\0' || strcmp(name, ".") == 0;
 }
 
-/* Case-insensitive, a trailing dot ignored. */
+/* Case-insensitive, ONE trailing dot ignored: "a.." is not "a." (an
+ * invalid name must never shadow a valid one; fuzz_mx). */
 static bool
 mx_name_eq(const char *a, const char *b)
 {
-	while (*a != '\0' && mx_lower(*a) == mx_lower(*b)) {
-		a++;
-		b++;
-	}
-	return (*a == '\0' || strcmp(a, ".") == 0) &&
-	       (*b == '\0' || strcmp(b, ".") == 0);
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 0 && a[la - 1] == '.')
+		la--;
+	if (lb > 0 && b[lb - 1] == '.')
+		lb--;
+	if (la != lb)
+		return false;
+	for (size_t i = 0; i < la; i++)
+		if (mx_lower(a[i]) != mx_lower(b[i]))
+			return false;
+	return true;
 }
 
 /* Uniform in [0, m), m >= 1. */
