@@ -32,6 +32,24 @@ struct tls_result {
 	char version[16];     /* "TLSv1.3" */
 	char cipher[64];
 	char error[256];      /* why verification or the handshake failed */
+	/*
+	 * Certificate facts (additive, for `outbox check`), taken from the
+	 * peer's leaf certificate when the handshake got that far, whether
+	 * or not it verified. Peer text is sanitized. The two checks are
+	 * kept apart: a chain can verify for the wrong name, and the right
+	 * name can come with an untrusted or expired chain. With a verifying
+	 * context the handshake stops at the first failure, so only that one
+	 * is known; an opportunistic context (verify=false) sees both.
+	 */
+	bool cert_seen;       /* the fields below are filled */
+	bool chain_ok;        /* trusted chain, dates valid */
+	bool name_ok;         /* host name (or IP) matches the certificate */
+	char chain_error[128]; /* why the chain failed ("certificate has expired") */
+	char subject[256];    /* "/CN=localhost" */
+	char issuer[256];
+	char sans[512];       /* "DNS:localhost, IP:127.0.0.1" ("" = none) */
+	long long not_before; /* seconds since the epoch, 0 = unknown */
+	long long not_after;
 };
 
 struct conn_hooks {

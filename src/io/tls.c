@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "outbox/buf.h"
 #include "outbox/str.h"
@@ -64,6 +65,10 @@ struct tls_conn {
 	bool shut;          /* close_notify queued */
 	bool leaf_seen;     /* the verify callback saw the peer certificate */
 	bool verify_failed;
+	bool chain_failed;  /* any chain or date error seen (check mode) */
+	bool name_failed;   /* a host name or IP mismatch seen */
+	char chain_text[128];
+	struct tls_result cert; /* leaf certificate facts (tls_conn_cert_facts) */
 	char ip[INET6_ADDRSTRLEN]; /* IP literal to match against IP SANs */
 	char verify_text[TLS_TEXT_MAX];
 	char error[TLS_TEXT_MAX];
@@ -237,6 +242,113 @@ tls_conn_record_verify(struct tls_conn *t, int code, int depth,
 		 "%s (depth %d, subject %s)", reason, depth, clean);
 }
 
+/* Name a verify error as a host name problem or a chain problem, so
+ * `outbox check` can say which one to fix. */
+static void
+tls_conn_classify(struct tls_conn *t, int code)
+{
+	if (code == DOMAIN_NAME_MISMATCH || code == IPADDR_MISMATCH ||
+	    code == 62 || code == 64) {
+		t->name_failed = true;
+		return;
+	}
+	if (!t->chain_failed)
+		tls_error_text(code, t->chain_text, sizeof(t->chain_text));
+	t->chain_failed = true;
+}
+
+static void
+tls_name_text(WOLFSSL_X509_NAME *name, char *dst, size_t size)
+{
+	char raw[256];
+
+	dst[0] = '\0';
+	if (name == NULL || wolfSSL_X509_NAME_oneline(name, raw, sizeof(raw)) ==
+				    NULL)
+		return;
+	raw[sizeof(raw) - 1] = '\0';
+	/* Certificate names are peer-controlled text. */
+	str_sanitize(dst, size, raw, strlen(raw));
+}
+
+static long long
+tls_asn1_time(const WOLFSSL_ASN1_TIME *at)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (at == NULL || wolfSSL_ASN1_TIME_to_tm(at, &tm) != WOLFSSL_SUCCESS)
+		return 0;
+	return (long long)timegm(&tm);
+}
+
+/* Append "DNS:name" or "IP:addr" for one subjectAltName entry. */
+static void
+tls_san_append(WOLFSSL_GENERAL_NAME *gn, char *dst, size_t size)
+{
+	char one[300], clean[280];
+	WOLFSSL_ASN1_STRING *s = NULL;
+	const char *kind = NULL;
+
+	if (gn->type == 2) {         /* GEN_DNS */
+		s = gn->d.dNSName;
+		kind = "DNS";
+	} else if (gn->type == 7) {  /* GEN_IPADD */
+		s = gn->d.iPAddress;
+		kind = "IP";
+	}
+	if (s == NULL)
+		return;
+	const unsigned char *p = wolfSSL_ASN1_STRING_get0_data(s);
+	int len = wolfSSL_ASN1_STRING_length(s);
+	if (p == NULL || len <= 0)
+		return;
+	if (kind[0] == 'I') {
+		int af = len == 4 ? AF_INET : len == 16 ? AF_INET6 : 0;
+		if (af == 0 || inet_ntop(af, p, clean, sizeof(clean)) == NULL)
+			return;
+	} else {
+		str_sanitize(clean, sizeof(clean), (const char *)p, (size_t)len);
+	}
+	tls_textf(one, sizeof(one), "%s%s:%s", dst[0] ? ", " : "", kind, clean);
+	size_t used = strlen(dst);
+	if (used + strlen(one) < size)
+		memcpy(dst + used, one, strlen(one) + 1);
+}
+
+static void
+tls_cert_sans(WOLFSSL_X509 *cert, char *dst, size_t size)
+{
+	/* 131 is NID_subject_alt_name (wolfcrypt/asn.h, not in ssl.h). */
+	WOLFSSL_GENERAL_NAMES *names =
+		wolfSSL_X509_get_ext_d2i(cert, 131, NULL, NULL);
+
+	dst[0] = '\0';
+	if (names == NULL)
+		return;
+	int n = wolfSSL_sk_GENERAL_NAME_num(names);
+	for (int i = 0; i < n && i < 64; i++) {
+		WOLFSSL_GENERAL_NAME *gn = wolfSSL_sk_GENERAL_NAME_value(names, i);
+		if (gn != NULL)
+			tls_san_append(gn, dst, size);
+	}
+	wolfSSL_GENERAL_NAMES_free(names);
+}
+
+/* The leaf certificate's facts, for `outbox check`. */
+static void
+tls_cert_facts(WOLFSSL_X509 *cert, struct tls_result *out)
+{
+	out->cert_seen = true;
+	tls_name_text(wolfSSL_X509_get_subject_name(cert), out->subject,
+		      sizeof(out->subject));
+	tls_name_text(wolfSSL_X509_get_issuer_name(cert), out->issuer,
+		      sizeof(out->issuer));
+	tls_cert_sans(cert, out->sans, sizeof(out->sans));
+	out->not_before = tls_asn1_time(wolfSSL_X509_get_notBefore(cert));
+	out->not_after = tls_asn1_time(wolfSSL_X509_get_notAfter(cert));
+}
+
 static int
 tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
@@ -249,18 +361,24 @@ tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 	WOLFSSL_X509 *cert = wolfSSL_X509_STORE_CTX_get_current_cert(store);
 	int ok = preverify;
 
-	if (depth == 0)
+	if (depth == 0) {
 		t->leaf_seen = true;
+		if (!t->cert.cert_seen && cert != NULL)
+			tls_cert_facts(cert, &t->cert);
+	}
 	if (!ok) {
-		tls_conn_record_verify(t, wolfSSL_X509_STORE_CTX_get_error(store),
-				       depth, cert, NULL);
-	} else if (depth == 0 && t->ip[0] != '\0' &&
-		   (cert == NULL ||
-		    wolfSSL_X509_check_ip_asc(cert, t->ip, 0) != 1)) {
+		int code = wolfSSL_X509_STORE_CTX_get_error(store);
+		tls_conn_classify(t, code);
+		tls_conn_record_verify(t, code, depth, cert, NULL);
+	}
+	if (depth == 0 && t->ip[0] != '\0' &&
+	    (cert == NULL || wolfSSL_X509_check_ip_asc(cert, t->ip, 0) != 1)) {
 		/* wolfSSL_check_domain_name() does not look at IP SANs. */
+		t->name_failed = true;
+		if (ok)
+			tls_conn_record_verify(t, 0, depth, cert,
+					       "IP address mismatch");
 		ok = 0;
-		tls_conn_record_verify(t, 0, depth, cert,
-				       "IP address mismatch");
 	}
 	return t->verify ? ok : 1;
 }
@@ -501,6 +619,18 @@ void
 tls_conn_result(const struct tls_conn *t, struct tls_result *res)
 {
 	memset(res, 0, sizeof(*res));
+	if (t->cert.cert_seen) {
+		res->cert_seen = true;
+		memcpy(res->subject, t->cert.subject, sizeof(res->subject));
+		memcpy(res->issuer, t->cert.issuer, sizeof(res->issuer));
+		memcpy(res->sans, t->cert.sans, sizeof(res->sans));
+		res->not_before = t->cert.not_before;
+		res->not_after = t->cert.not_after;
+		res->chain_ok = !t->chain_failed;
+		res->name_ok = !t->name_failed;
+		str_copy(res->chain_error, sizeof(res->chain_error),
+			 t->chain_text);
+	}
 	res->verified = t->done && t->leaf_seen && !t->verify_failed;
 	if (t->done) {
 		const char *v = wolfSSL_get_version(t->ssl);
