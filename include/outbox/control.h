@@ -10,6 +10,7 @@
  * ignored):
  *
  *     LIST | SHOW <id> | FLUSH [<id>] | DELETE <id> | HOLD <id> | RELEASE <id>
+ *     | STATUS
  *
  * (command case-insensitive, one space between words, ids checked with
  * id_valid), and reads one JSON document until the daemon closes:
@@ -20,6 +21,8 @@
  *    relies on that framing to stream 100,000 messages.
  *  - SHOW: one message object plus "headers" (the message's header
  *    section, at most CONTROL_HEADERS_MAX bytes) and "headers_truncated".
+ *  - STATUS (`outbox status`): one status object on one line, see
+ *    include/outbox/status.h.
  *  - the others: {"ok":true,...} or, for any failure,
  *    {"error":"text","code":"ENOENT"} (codes: ENOENT, EINVAL, EPERM,
  *    EAGAIN, ESHUTDOWN, EIO).
@@ -55,6 +58,7 @@ enum control_cmd {
 	CONTROL_DELETE,
 	CONTROL_HOLD,
 	CONTROL_RELEASE,
+	CONTROL_STATUS,         /* health and counters (status.h) */
 };
 
 struct control_req {

@@ -2,7 +2,9 @@
 /*
  * Logging to stderr or syslog, one line per call. A line is formatted into
  * a bounded stack buffer and written with one write(2), so lines from one
- * process never interleave mid-line.
+ * process never interleave mid-line. With log_set_json(true) each stderr
+ * line is one JSON object instead (the escaping is done here: the base
+ * layer cannot use proto's JSON writer).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 static enum log_target log_target = LOG_TO_STDERR;
 static enum log_level log_level = LOG_LVL_INFO;
 static const char *log_ident = "outbox";
+static bool log_json;
 
 void
 log_init(const char *ident, enum log_target target, enum log_level level)
@@ -43,6 +46,125 @@ static const char *const level_names[] = { "error", "warning", "info",
 					   "debug" };
 
 void
+log_set_json(bool on)
+{
+	log_json = on;
+}
+
+/* "2024-01-02T03:04:05.678Z" (UTC, milliseconds) into ts[32]. */
+static void
+log_timestamp(char ts[32])
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct tm tm;
+	gmtime_r(&now.tv_sec, &tm);
+	snprintf(ts, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+}
+
+static void
+log_write(const char *out, int m, size_t size)
+{
+	if (m < 0)
+		return;
+	if ((size_t)m >= size)
+		m = (int)size - 1;
+	ssize_t w = write(STDERR_FILENO, out, (size_t)m);
+	(void)w;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if there is none
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static size_t
+log_utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t len;
+	unsigned cp, min;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07, min = 0x10000;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/*
+ * s as the inside of a JSON string into out[size] (NUL-terminated):
+ * '"', '\\' and control bytes escaped, valid UTF-8 kept, any other byte
+ * as \u00XX (read as Latin-1), so the line is valid UTF-8 JSON whatever
+ * the message holds. Stops at a whole character when out is full.
+ */
+static void
+log_json_escape(char *out, size_t size, const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), o = 0, i = 0;
+	while (i < n) {
+		char esc[8];
+		const char *put = esc;
+		size_t k = u[i] >= 0x80 ? log_utf8_len(u + i, n - i) : 0;
+		if (k > 0) {
+			put = s + i;
+		} else if (u[i] == '"' || u[i] == '\\') {
+			esc[0] = '\\', esc[1] = s[i], k = 2;
+		} else if (u[i] == '\n') {
+			esc[0] = '\\', esc[1] = 'n', k = 2;
+		} else if (u[i] < 0x20 || u[i] >= 0x7f) {
+			snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
+			k = 6;
+		} else {
+			put = s + i, k = 1;
+		}
+		if (o + k >= size)
+			break;
+		memcpy(out + o, put, k);
+		o += k;
+		i += put == s + i ? k : 1;
+	}
+	out[o] = '\0';
+}
+
+static void
+log_line_json(enum log_level lvl, const char *ts, const char *line)
+{
+	char msg[4096 + 512], ident[128];
+	log_json_escape(msg, sizeof(msg), line);
+	log_json_escape(ident, sizeof(ident), log_ident);
+	char out[sizeof(msg) + 256];
+	int m = snprintf(out, sizeof(out),
+			 "{\"ts\":\"%s\",\"level\":\"%s\",\"ident\":\"%s\","
+			 "\"pid\":%ld,\"msg\":\"%s\"}\n",
+			 ts, level_names[lvl], ident, (long)getpid(), msg);
+	log_write(out, m, sizeof(out));
+}
+
+static void
+log_line_text(enum log_level lvl, const char *ts, const char *line)
+{
+	char out[4200];
+	int m = snprintf(out, sizeof(out), "%s %s[%ld]: %s%s%s\n", ts,
+			 log_ident, (long)getpid(),
+			 lvl <= LOG_LVL_WARN ? level_names[lvl] : "",
+			 lvl <= LOG_LVL_WARN ? ": " : "", line);
+	log_write(out, m, sizeof(out));
+}
+
+void
 log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
 	if (lvl > log_level)
@@ -51,32 +173,18 @@ log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
 	if (n < 0)
 		return;
-	if ((size_t)n > sizeof(line) - 2)
-		n = sizeof(line) - 2;
 	if (log_target == LOG_TO_SYSLOG) {
 		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO,
 					    LOG_DEBUG };
 		syslog(prio[lvl], "%s", line);
 		return;
 	}
-	char out[4200];
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	int m = snprintf(out, sizeof(out),
-			 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: %s%s%s\n",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-			 tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-			 log_ident, (long)getpid(),
-			 lvl <= LOG_LVL_WARN ? level_names[lvl] : "",
-			 lvl <= LOG_LVL_WARN ? ": " : "", line);
-	if (m < 0)
-		return;
-	if ((size_t)m >= sizeof(out))
-		m = sizeof(out) - 1;
-	ssize_t w = write(STDERR_FILENO, out, (size_t)m);
-	(void)w;
+	char ts[32];
+	log_timestamp(ts);
+	if (log_json)
+		log_line_json(lvl, ts, line);
+	else
+		log_line_text(lvl, ts, line);
 }
 
 #define LOG_FN(name, lvl)                          \

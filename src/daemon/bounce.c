@@ -28,6 +28,7 @@
 #include "outbox/dsn.h"
 #include "outbox/log.h"
 #include "outbox/spool.h"
+#include "outbox/stats.h"
 #include "outbox/str.h"
 
 #include "queue_priv.h"
@@ -258,6 +259,7 @@ bounce_commit_cb(void *arg, int status)
 	struct envelope *env = b->env;
 	b->env = NULL;
 	bounce_free(b);
+	stats_add(STATUS_DSN_SENT, 1);
 	queue_add(q, env);
 	bounce_settle(q, m);
 }

@@ -37,6 +37,9 @@
  * id is looked up again when its batch is rendered: a message gone since
  * the snapshot is left out, one arrived since is not listed.
  *
+ * STATUS answers one status object (stats.c takes the snapshot; the JSON
+ * is include/outbox/status.h).
+ *
  * SHOW reads the message's header section with a bounded synchronous read
  * (at most CONTROL_HEADERS_MAX bytes of a regular file in the local spool,
  * opened O_NOFOLLOW|O_NONBLOCK by spool_msg_open) on the loop thread: it
@@ -62,6 +65,7 @@
 #include "outbox/control.h"
 #include "outbox/daemon.h"
 #include "outbox/log.h"
+#include "outbox/stats.h"
 #include "outbox/str.h"
 
 #define CONTROL_CONN_MAX 16
@@ -377,6 +381,29 @@ ctl_show(struct ctl_conn *conn, const char *id)
 	ctl_send(conn, true);
 }
 
+/* ---- STATUS ---- */
+
+/* One snapshot of counters and queue (stats.c): one pass over the queue
+ * on the loop thread, like a LIST batch but without the rendering. */
+static void
+ctl_status(struct ctl_conn *conn)
+{
+	struct status *st = calloc(1, sizeof(*st));
+	if (st == NULL) {
+		ctl_error(conn, "out of memory", "ENOMEM");
+		return;
+	}
+	stats_snapshot(conn->c->d, st);
+	buf_reset(&conn->out);
+	int rc = status_json(&conn->out, st);
+	free(st);
+	if (rc != 0) {
+		ctl_error(conn, "status too large", "EIO");
+		return;
+	}
+	ctl_send(conn, true);
+}
+
 /* ---- requests ---- */
 
 static void
@@ -426,6 +453,9 @@ ctl_request(struct ctl_conn *conn, const char *line, size_t len)
 	case CONTROL_RELEASE:
 		ctl_result(conn, queue_ctl_hold(q, id, false), id,
 			   ",\"held\":false");
+		break;
+	case CONTROL_STATUS:
+		ctl_status(conn);
 		break;
 	default:
 		OB_PANIC("control: command %d", (int)req.cmd);

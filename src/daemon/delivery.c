@@ -21,6 +21,7 @@
 #include "outbox/classify.h"
 #include "outbox/daemon.h"
 #include "outbox/log.h"
+#include "outbox/stats.h"
 #include "outbox/str.h"
 
 #include "delivery_priv.h"
@@ -376,6 +377,7 @@ static void
 delivery_fail(struct delivery *dl)
 {
 	const struct smtp_client_failure *f = smtp_client_failure(dl->cli);
+	stats_add(STATUS_AUTH_FAILURES, strcmp(f->r.cmd, "AUTH") == 0);
 	log_info("%s: session failed while %s: %s", dl->relay,
 		 f->state ? f->state : "?", f->r.text);
 	if (!dl->session_ok) {
@@ -511,6 +513,7 @@ delivery_on_tls(void *arg, int status, const struct tls_result *res)
 	else
 		log_warn("%s: TLS handshake failed: %s", dl->relay,
 			 res->error[0] ? res->error : "unknown error");
+	stats_add(STATUS_TLS_FAILURES, status != 0);
 	delivery_event(dl, smtp_client_tls_done(dl->cli, status == 0,
 						res->error));
 }

@@ -12,6 +12,7 @@
 
 #include "outbox/daemon.h"
 #include "outbox/log.h"
+#include "outbox/stats.h"
 #include "outbox/str.h"
 
 #include "listener_priv.h"
@@ -41,6 +42,8 @@ static void
 listener_reject(uv_tcp_t *client)
 {
 	static const char msg[] = "421 4.7.0 Error: too many connections\r\n";
+	stats_add(STATUS_CONNECTIONS, 1);
+	stats_add(STATUS_REJECTED, 1);
 	uv_write_t *req = malloc(sizeof(*req));
 	uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
 	if (req == NULL || uv_write(req, (uv_stream_t *)client, &b, 1,

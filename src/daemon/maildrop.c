@@ -26,6 +26,7 @@
 #include "outbox/daemon.h"
 #include "outbox/log.h"
 #include "outbox/maildrop.h"
+#include "outbox/stats.h"
 #include "outbox/str.h"
 
 #define MAILDROP_RESCAN_MS 5000
@@ -163,6 +164,7 @@ drop_commit_cb(void *arg, int status)
 			 env->id, env->sender,
 			 (unsigned long long)env->msg_size, env->nrcpts,
 			 (unsigned)j->uid);
+		stats_add(STATUS_RECEIVED, 1);
 		queue_add(md->d->queue, env);
 	} else {
 		free(env); /* on disk: the next start picks it up */

@@ -23,6 +23,7 @@
 #include "outbox/daemon.h"
 #include "outbox/log.h"
 #include "outbox/mx.h"
+#include "outbox/stats.h"
 #include "outbox/str.h"
 
 #include "queue_priv.h"
@@ -441,6 +442,7 @@ queue_rcpt_result(struct job *job, size_t i, const char *relay,
 	if (envelope_set_error(e, k, res == DLV_OK ? NULL : stored) != 0)
 		log_warn("%s: out of memory recording an error", e->id);
 	job->m->dirty = true;
+	stats_rcpt_result(job->dest ? job->dest->name : NULL, res, stored);
 	log_info("%s: to=<%s>, relay=%s, delay=%.2f, dsn=%s, status=%s (%s)",
 		 e->id, e->rcpts[k].addr, relay, queue_delay(e), dsn,
 		 classify_status_word(res), text);
@@ -480,6 +482,7 @@ queue_expire(struct queue *q, struct qmsg *m, int64_t now)
 			 e->rcpts[i].last_error ? e->rcpts[i].last_error
 						: "none");
 		envelope_set_error(e, i, why);
+		stats_add(STATUS_BOUNCED, 1);
 	}
 }
 

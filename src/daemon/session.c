@@ -25,6 +25,7 @@
 #include "outbox/daemon.h"
 #include "outbox/log.h"
 #include "outbox/smtp_server.h"
+#include "outbox/stats.h"
 #include "outbox/str.h"
 
 #include "listener_priv.h"
@@ -260,6 +261,7 @@ session_commit_cb(void *arg, int status)
 	s->tx = NULL; /* the spool freed it */
 	if (status == 0) {
 		session_log_intake(s, c->env);
+		stats_add(STATUS_RECEIVED, 1);
 		queue_add(s->d->queue, c->env);
 		c->env = NULL;
 	} else {
@@ -592,6 +594,8 @@ session_start(struct daemon *d, struct listener *l, uv_stream_t *server)
 		return;
 	}
 	bool allowed = session_peer(s);
+	stats_add(STATUS_CONNECTIONS, 1);
+	stats_add(STATUS_REJECTED, allowed ? 0 : 1);
 	session_config(s);
 	s->srv = smtp_server_new(&s->scfg, s->ip, allowed);
 	if (s->srv == NULL) {

@@ -4,7 +4,8 @@
  * objects control_proto.c writes, used by `outbox queue` to print text.
  * It is strict JSON (RFC 8259) with bounds: nesting depth, string sizes
  * (CONTROL_OBJ_MAX) and integers that fit int64. Unknown keys are skipped
- * so the daemon can add fields without breaking older CLIs.
+ * so the daemon can add fields without breaking older CLIs. It also reads
+ * the STATUS object of `outbox status` (include/outbox/status.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "outbox/control.h"
+#include "outbox/status.h"
 #include "outbox/str.h"
 
 #define JP_DEPTH_MAX 16
@@ -494,4 +496,133 @@ control_json_reply_parse(const char *s, size_t n, struct control_reply *out)
 	if (rc == 0 && !out->ok && out->error[0] == '\0')
 		rc = -EINVAL;
 	return rc;
+}
+
+/* ---- STATUS replies (include/outbox/status.h) ---- */
+
+/* An age: a non-negative integer, or null (-1). */
+static int
+jp_age(struct jp *j, int64_t *out)
+{
+	if (jp_word(j, "null")) {
+		*out = -1;
+		return 0;
+	}
+	return jp_int(j, out) == 0 && *out >= 0 ? 0 : -EINVAL;
+}
+
+static int
+jp_status_queue(struct jp *j, const char *key, void *arg)
+{
+	struct status *st = arg;
+	if (strcmp(key, "messages") == 0)
+		return jp_u64_field(j, INT64_MAX, &st->messages);
+	if (strcmp(key, "recipients_pending") == 0)
+		return jp_u64_field(j, INT64_MAX, &st->recipients_pending);
+	if (strcmp(key, "held") == 0)
+		return jp_u64_field(j, INT64_MAX, &st->held);
+	if (strcmp(key, "oldest_age") == 0)
+		return jp_age(j, &st->oldest_age);
+	if (strcmp(key, "oldest_deferred_age") == 0)
+		return jp_age(j, &st->oldest_deferred_age);
+	return jp_skip(j);
+}
+
+static int
+jp_status_counter(struct jp *j, const char *key, void *arg)
+{
+	struct status *st = arg;
+	for (int i = 0; i < STATUS_NCOUNTERS; i++)
+		if (strcmp(key, status_counter_name(i)) == 0)
+			return jp_u64_field(j, INT64_MAX, &st->counters[i]);
+	return jp_skip(j);
+}
+
+/* A string or null ("") into out[size], control bytes as '?'. */
+static int
+jp_ntext_field(struct jp *j, char *out, size_t size)
+{
+	out[0] = '\0';
+	if (jp_word(j, "null"))
+		return 0;
+	return jp_text_field(j, out, size);
+}
+
+static int
+jp_status_dest_member(struct jp *j, const char *key, void *arg)
+{
+	struct status_dest *d = arg;
+	if (strcmp(key, "name") == 0)
+		return jp_text_field(j, d->name, sizeof(d->name));
+	if (strcmp(key, "queued") == 0)
+		return jp_u64_field(j, INT64_MAX, &d->queued);
+	if (strcmp(key, "last_error") == 0)
+		return jp_ntext_field(j, d->last_error, sizeof(d->last_error));
+	if (strcmp(key, "last_error_at") == 0)
+		return jp_int(j, &d->last_error_at);
+	if (strcmp(key, "next_attempt") == 0)
+		return jp_int(j, &d->next_attempt);
+	return jp_skip(j);
+}
+
+static int
+jp_status_dest(struct jp *j, void *arg)
+{
+	struct status *st = arg;
+	if (st->ndests == STATUS_DEST_MAX)
+		return jp_skip(j);
+	struct status_dest *d = &st->dests[st->ndests];
+	memset(d, 0, sizeof(*d));
+	int rc = jp_object(j, jp_status_dest_member, d);
+	if (rc == 0)
+		st->ndests++;
+	return rc;
+}
+
+static int
+jp_status_member(struct jp *j, const char *key, void *arg)
+{
+	struct status *st = arg;
+	if (strcmp(key, "version") == 0)
+		return jp_text_field(j, st->version, sizeof(st->version));
+	if (strcmp(key, "pid") == 0)
+		return jp_int(j, &st->pid);
+	if (strcmp(key, "time") == 0)
+		return jp_int(j, &st->time);
+	if (strcmp(key, "uptime") == 0)
+		return jp_u64_field(j, INT64_MAX, &st->uptime);
+	if (strcmp(key, "queue") == 0)
+		return jp_object(j, jp_status_queue, st);
+	if (strcmp(key, "stuck_after") == 0)
+		return jp_u64_field(j, INT64_MAX, &st->stuck_after);
+	if (strcmp(key, "stuck") == 0)
+		return jp_bool(j, &st->stuck);
+	if (strcmp(key, "counters") == 0)
+		return jp_object(j, jp_status_counter, st);
+	if (strcmp(key, "destinations") == 0)
+		return jp_array(j, jp_status_dest, st);
+	if (strcmp(key, "destinations_total") == 0)
+		return jp_u64_field(j, INT64_MAX, &st->dests_total);
+	return jp_skip(j);
+}
+
+int
+status_json_parse(const char *s, size_t n, struct status *out, char *err,
+		  size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	out->oldest_age = out->oldest_deferred_age = -1;
+	out->pid = -1;
+	struct jp j = { s, s + n, 0 };
+	int rc = jp_object(&j, jp_status_member, out);
+	if (rc == 0)
+		rc = jp_whole(&j);
+	if (rc == 0 && out->pid < 0)
+		rc = -EINVAL; /* not a status object at all */
+	if (rc != 0) {
+		snprintf(err, errlen, "malformed status object near byte %zu",
+			 (size_t)(j.p - s));
+		return -EINVAL;
+	}
+	return 0;
 }

@@ -29,6 +29,7 @@ static const struct control_cmd_def control_cmds[] = {
 	{ "DELETE", CONTROL_DELETE, 1, 1 },
 	{ "HOLD", CONTROL_HOLD, 1, 1 },
 	{ "RELEASE", CONTROL_RELEASE, 1, 1 },
+	{ "STATUS", CONTROL_STATUS, 0, 0 },
 };
 #define CONTROL_NCMDS (sizeof(control_cmds) / sizeof(control_cmds[0]))
 
