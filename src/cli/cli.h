@@ -22,6 +22,20 @@ int cli_mailq_main(int argc, char **argv);
  */
 int cli_send_main(int argc, char **argv);
 
+/* `newaliases [-c CONFIG] [FILE]` by argv[0], and `outbox newaliases`
+ * (newaliases.c): check the aliases file; 0 clean, 1 problems. */
+int cli_newaliases_main(int argc, char **argv);
+
+/*
+ * `outbox check mx|smtp|imap|pop3|relay ...` (check.c): diagnostics;
+ * 0 when every step is fine, 1 when one failed, else a sysexits code.
+ */
+int cli_check_main(int argc, char **argv);
+
+/* `outbox status [--json] [--check] [--stuck-after D] [-c FILE]`
+ * (status.c): the daemon's health; exit codes in its usage. */
+int cli_status_main(int argc, char **argv);
+
 /* The config path: -c FILE, else $OUTBOX_CONFIG, else the default. */
 const char *cli_config_path(const char *opt);
 

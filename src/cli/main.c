@@ -18,7 +18,9 @@ static const struct cli_command cli_commands[] = {
 	{ "config", cli_config_main },
 	{ "send", cli_send_main },
 	{ "queue", cli_queue_main },
-	{ "check", NULL },
+	{ "status", cli_status_main },
+	{ "newaliases", cli_newaliases_main },
+	{ "check", cli_check_main },
 };
 
 void
@@ -31,11 +33,21 @@ cli_usage(FILE *f)
 		"                    [--json] [-c FILE]\n"
 		"       outbox send [sendmail options] [RCPT...]   (reads the "
 		"message on stdin)\n"
-		"       outbox check    (not built yet)\n"
+		"       outbox status [--json] [--check] [--stuck-after "
+		"DURATION] [-c FILE]\n"
+		"                    (--check exit: 0 ok, 1 queue stuck, 69 "
+		"outboxd not running)\n"
+		"       outbox newaliases [-c FILE] [ALIASES_FILE]\n"
+		"       outbox check mx DOMAIN | smtp HOST[:PORT] | imap "
+		"HOST[:PORT] |\n"
+		"                    pop3 HOST[:PORT] | relay\n"
+		"                    [--json] [--timeout S] [-c FILE] "
+		"[--ca-file FILE] [--dns IP[:PORT],...]\n"
 		"       outbox --version | help\n"
 		"The config file is -c FILE, else $OUTBOX_CONFIG, else "
 		"/etc/outbox/outbox.ini.\n"
-		"Run as sendmail or mailq for the sendmail interface.\n");
+		"Run as sendmail, mailq or newaliases for the sendmail "
+		"interface.\n");
 }
 
 static const char *
@@ -80,6 +92,8 @@ main(int argc, char **argv)
 		return cli_mailq_main(argc, argv);
 	if (strcmp(self, "sendmail") == 0)
 		return cli_send_main(argc, argv);
+	if (strcmp(self, "newaliases") == 0)
+		return cli_newaliases_main(argc, argv);
 	if (argc < 2) {
 		cli_usage(stderr);
 		return EX_USAGE;

@@ -26,13 +26,16 @@
 
 #include "outbox/daemon.h"
 #include "outbox/log.h"
+#include "outbox/privdrop.h"
 #include "outbox/resolver.h"
+#include "outbox/stats.h"
 #include "outbox/str.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 #define RETIRED_MAX 16
 
 static struct daemon daemon_state;
+static struct privdrop privdrop; /* [daemon] user */
 static uv_signal_t sig_term, sig_int, sig_hup;
 static uv_timer_t shutdown_timer;
 /* While stopping: spool work that ends in the thread pool reports to no
@@ -233,6 +236,7 @@ daemon_stop(struct daemon *d, int signum)
 	d->stopping = true;
 	control_stop(d);
 	maildrop_stop(d);
+	metrics_stop(d);
 	daemon_recover_cancel();
 	listener_stop(d->listener);
 	queue_stop(d->queue);
@@ -301,6 +305,7 @@ daemon_reload(struct daemon *d)
 	d->cfg = cfg;
 	daemon_hostname(d);
 	log_set_level(cfg.log.level);
+	log_set_json(cfg.log.json);
 	log_info("configuration reloaded");
 	/* The route may have changed: the old one's backoff says nothing. */
 	queue_reset_backoff(d->queue);
@@ -405,6 +410,7 @@ daemon_setup(struct daemon *d, const struct options *o)
 	}
 	log_init("outboxd", o->foreground ? d->cfg.log.target : LOG_TO_SYSLOG,
 		 d->cfg.log.level);
+	log_set_json(d->cfg.log.json);
 	daemon_hostname(d);
 	struct daemon_route rt;
 	if (tls_global_init() != 0 ||
@@ -435,6 +441,13 @@ daemon_run(struct daemon *d)
 	}
 	log_info("delivery: %s", d->cfg.relay.nhost ? "through the smarthost"
 						     : "direct to MX hosts");
+	/* [daemon] user: spool files are created as that user from here on;
+	 * root is taken back only to bind, then dropped for good. */
+	if (privdrop_begin(&privdrop, d->cfg.daemon.user, d->cfg.spool.dir,
+			   err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	if (spool_open(d->loop, d->cfg.spool.dir, &d->spool, err,
 		       sizeof(err)) != 0) {
 		log_err("%s", err);
@@ -452,13 +465,6 @@ daemon_run(struct daemon *d)
 	log_info("spool %s: %zu queued message%s to load", d->cfg.spool.dir,
 		 spool_scan_left(recovery),
 		 spool_scan_left(recovery) == 1 ? "" : "s");
-	n = spool_recover_run(recovery, 500, daemon_recover_each,
-			      daemon_recover_done, d);
-	if (n < 0) {
-		log_err("spool recovery failed: %s", strerror(-n));
-		daemon_recover_cancel();
-		return 1;
-	}
 	uv_signal_init(d->loop, &sig_term);
 	uv_signal_init(d->loop, &sig_int);
 	uv_signal_init(d->loop, &sig_hup);
@@ -469,9 +475,27 @@ daemon_run(struct daemon *d)
 	uv_signal_start(&sig_term, signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, signal_cb, SIGINT);
 	uv_signal_start(&sig_hup, signal_cb, SIGHUP);
-	if (listener_start(d) != 0 || control_start(d) != 0 ||
+	err[0] = '\0'; /* listener_start logs its own errors */
+	if (privdrop_bind(&privdrop, err, sizeof(err)) != 0 ||
+	    listener_start(d) != 0 ||
+	    privdrop_finish(&privdrop, err, sizeof(err)) != 0) {
+		if (err[0] != '\0')
+			log_err("%s", err);
+		return 1;
+	}
+	if (control_start(d) != 0 ||
 	    maildrop_start(d) != 0)
 		return 1;
+	/* Phase 2 loads on the thread pool, so it starts only now that the
+	 * ids are final: its checks compare file owners with geteuid(). */
+	n = spool_recover_run(recovery, 500, daemon_recover_each,
+			      daemon_recover_done, d);
+	if (n < 0) {
+		log_err("spool recovery failed: %s", strerror(-n));
+		daemon_recover_cancel();
+		return 1;
+	}
+	metrics_start(d);
 	queue_kick(d->queue);
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	return 0;
