@@ -9,7 +9,7 @@
  * Behaviour (exit codes from sysexits.h):
  * - Options: sendmail_args_parse(); an error is "sendmail: <error>", 64.
  *   -bp lists the queue (as mailq), -q flushes it (as `outbox queue
- *   flush`), -bi is a no-op (outboxd reads the aliases file itself), -bs
+ *   flush`), -bi checks the aliases file (as newaliases), -bs
  *   runs an SMTP session on stdin/stdout (send_bs.c).
  * - Configuration: $OUTBOX_CONFIG, else /etc/outbox/outbox.ini, with the
  *   OUTBOX_* environment on top. When the default file does not exist the
@@ -335,10 +335,11 @@ send_mode(struct send *s)
 		char *argv[] = { "queue", "flush", NULL };
 		return cli_queue_main(2, argv);
 	}
-	case SENDMAIL_MODE_NEWALIASES:
-		fprintf(stderr, "sendmail: nothing to do: outboxd reads the "
-				"[rewrite] aliases file itself\n");
-		return 0;
+	case SENDMAIL_MODE_NEWALIASES: {
+		/* outboxd reads the file itself; -bi checks it (newaliases). */
+		char *argv[] = { "newaliases", NULL };
+		return cli_newaliases_main(1, argv);
+	}
 	case SENDMAIL_MODE_SMTP: {
 		int r = send_config(s);
 		if (r != 0)

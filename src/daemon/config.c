@@ -216,6 +216,7 @@ env_section(const char *name, size_t *skip)
 		{ "OUTBOX_LISTEN_", "listen" }, { "OUTBOX_SPOOL_", "spool" },
 		{ "OUTBOX_RELAY_", "relay" },   { "OUTBOX_LOG_", "log" },
 		{ "OUTBOX_MX_", "mx" },         { "OUTBOX_REWRITE_", "rewrite" },
+		{ "OUTBOX_DAEMON_", "daemon" }, { "OUTBOX_METRICS_", "metrics" },
 	};
 	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
 		size_t n = strlen(map[i].prefix);

@@ -543,6 +543,7 @@ class RawClient:
 
 class Outboxd:
     """One outboxd instance: its config, spool and log (stderr to a file)."""
+    spool_visible = True   # False: the spool is only mounted inside the daemon
 
     def __init__(self, workdir, name="outboxd", relay=(), tls="starttls", verify=True,
                  ca_file=None, user=USER, password=PASSWORD, settings=None,
@@ -650,6 +651,12 @@ class Outboxd:
             self.spawn()
             try:
                 self.wait_log(r"ready", timeout, since=self.log_offset)
+                # The control socket is bound just after the "ready" line
+                # (unless the spool lives in a private mount namespace).
+                sock = os.path.join(self.spool, "control")
+                if self.spool_visible:
+                    wait_for(lambda: os.path.exists(sock) or not self.proc.alive() or None,
+                             timeout, "control socket %s" % sock)
                 return self
             except HarnessError:
                 if (attempt == 0 and self.fixed_port is None and not self.proc.alive()

@@ -187,6 +187,8 @@ class NsOutboxd(Outboxd):
     unshare -m, mount, exec. The daemon's view of the spool is read
     through /proc/PID/root."""
 
+    spool_visible = False   # mounted in the daemon's own namespace
+
     def __init__(self, *a, tmpfs_size="256k", **kw):
         super().__init__(*a, **kw)
         self.tmpfs_size = tmpfs_size
