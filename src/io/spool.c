@@ -9,7 +9,9 @@
  *	uv_queue_work item per operation; the loop thread only allocates,
  *	encodes and calls back. A commit is, in order: fsync the message,
  *	rename it into msg/, fsync msg/, write and fsync the envelope, rename
- *	it into env/, fsync env/. Syncing msg/ before the envelope appears
+ *	it into env/, fsync env/. The directory fsyncs are shared by the
+ *	commits that run at the same time (dir_sync.h: each waits for an
+ *	fsync that began after its rename). Syncing msg/ before the envelope appears
  *	means a crash can never leave an envelope whose message is missing.
  *	A failed step is never retried (fsyncgate): everything the commit
  *	created is unlinked and the callback gets the errno.
@@ -64,6 +66,7 @@ struct spool_tx {
 	void *arg;
 	int status;
 	const char *step;     /* where a commit failed, for the log */
+	unsigned mark[SPOOL_NSUB]; /* dir_sync_mark before each rename */
 };
 
 /* One update or remove. */
@@ -252,9 +255,12 @@ spool_open_sub(struct spool *sp, enum spool_sub s, char *err, size_t errlen)
 static void
 spool_free(struct spool *sp)
 {
-	for (int s = 0; s < SPOOL_NSUB; s++)
+	for (int s = 0; s < SPOOL_NSUB; s++) {
 		if (sp->sub[s] >= 0)
 			close(sp->sub[s]);
+		if (sp->dsync_ready)
+			dir_sync_destroy(&sp->dsync[s]);
+	}
 	/* Closing the descriptor releases the flock. */
 	if (sp->lockfd >= 0)
 		close(sp->lockfd);
@@ -304,6 +310,17 @@ spool_open(uv_loop_t *loop, const char *dir, struct spool **out, char *err,
 		rc = spool_lock(sp, err, errlen);
 	for (int s = 0; s < SPOOL_NSUB && rc == 0; s++)
 		rc = spool_open_sub(sp, (enum spool_sub)s, err, errlen);
+	int s = 0;
+	for (; s < SPOOL_NSUB && rc == 0; s++)
+		if (dir_sync_init(&sp->dsync[s], NULL) != 0)
+			break;
+	if (rc == 0 && s < SPOOL_NSUB) {
+		while (s-- > 0)
+			dir_sync_destroy(&sp->dsync[s]);
+		spool_set_err(err, errlen, "cannot set up directory syncs");
+		rc = -ENOMEM;
+	}
+	sp->dsync_ready = rc == 0;
 	if (rc != 0) {
 		spool_free(sp);
 		return rc;
@@ -496,6 +513,7 @@ spool_commit_msg(struct spool_tx *tx)
 	if (rc != 0)
 		return rc;
 	tx->step = "rename message";
+	tx->mark[SPOOL_MSG] = dir_sync_mark(&sp->dsync[SPOOL_MSG]);
 	if (renameat(sp->sub[SPOOL_TMP], tx->tmpname, sp->sub[SPOOL_MSG],
 		     tx->id) != 0)
 		return -errno;
@@ -514,11 +532,13 @@ spool_tx_commit_work(uv_work_t *w)
 	if (rc == 0) {
 		msg_in = true;
 		tx->step = "fsync msg/";
-		rc = spool_fsync_dir(sp->sub[SPOOL_MSG]);
+		rc = dir_sync(&sp->dsync[SPOOL_MSG], sp->sub[SPOOL_MSG],
+			      tx->mark[SPOOL_MSG]);
 	}
 	if (rc == 0)
 		rc = spool_write_file(sp->sub[SPOOL_TMP], envtmp, &tx->env,
 				      &tx->step);
+	unsigned env_mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
 	if (rc == 0) {
 		tx->step = "rename envelope";
 		rc = renameat(sp->sub[SPOOL_TMP], envtmp, sp->sub[SPOOL_ENV],
@@ -527,7 +547,8 @@ spool_tx_commit_work(uv_work_t *w)
 	}
 	if (rc == 0) {
 		tx->step = "fsync env/";
-		rc = spool_fsync_dir(sp->sub[SPOOL_ENV]);
+		rc = dir_sync(&sp->dsync[SPOOL_ENV], sp->sub[SPOOL_ENV],
+			      env_mark);
 	}
 	tx->status = rc;
 	if (rc == 0)
@@ -648,6 +669,7 @@ spool_update_work(uv_work_t *w)
 {
 	struct spool_op *op = w->data;
 	struct spool *sp = op->sp;
+	unsigned mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
 	int rc = spool_write_file(sp->sub[SPOOL_TMP], op->tmpname, &op->env,
 				  &op->step);
 	if (rc == 0) {
@@ -659,7 +681,7 @@ spool_update_work(uv_work_t *w)
 	}
 	if (rc == 0) {
 		op->step = "fsync env/";
-		rc = spool_fsync_dir(sp->sub[SPOOL_ENV]);
+		rc = dir_sync(&sp->dsync[SPOOL_ENV], sp->sub[SPOOL_ENV], mark);
 	}
 	op->status = rc;
 }
@@ -698,10 +720,13 @@ spool_remove_work(uv_work_t *w)
 	/* Envelope first: a crash then leaves at worst an orphan message,
 	 * which recovery deletes, never an envelope without its message. */
 	op->step = "unlink envelope";
+	unsigned env_mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
+	unsigned msg_mark = dir_sync_mark(&sp->dsync[SPOOL_MSG]);
 	int rc = unlinkat(sp->sub[SPOOL_ENV], op->id, 0) == 0 ? 0 : -errno;
 	if (rc == 0) {
 		op->step = "fsync env/";
-		rc = spool_fsync_dir(sp->sub[SPOOL_ENV]);
+		rc = dir_sync(&sp->dsync[SPOOL_ENV], sp->sub[SPOOL_ENV],
+			      env_mark);
 	}
 	if (rc == 0 || rc == -ENOENT) {
 		int mrc = unlinkat(sp->sub[SPOOL_MSG], op->id, 0) == 0 ? 0 : -errno;
@@ -712,7 +737,8 @@ spool_remove_work(uv_work_t *w)
 	}
 	if (rc == 0) {
 		op->step = "fsync msg/";
-		rc = spool_fsync_dir(sp->sub[SPOOL_MSG]);
+		rc = dir_sync(&sp->dsync[SPOOL_MSG], sp->sub[SPOOL_MSG],
+			      msg_mark);
 	}
 	op->status = rc;
 }

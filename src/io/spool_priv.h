@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "outbox/dir_sync.h"
 #include "outbox/spool.h"
 
 /* Subdirectories, each held open so every operation is *at() relative. */
@@ -23,6 +24,9 @@ struct spool {
 	int lockfd;
 	int sub[SPOOL_NSUB];
 	unsigned pending;   /* thread-pool work items in flight */
+	/* msg/ and env/ fsyncs shared by concurrent commits (group commit) */
+	struct dir_sync dsync[SPOOL_NSUB];
+	bool dsync_ready;
 	unsigned seq;       /* unique suffix for update temporaries */
 };
 
