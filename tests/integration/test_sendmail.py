@@ -316,6 +316,66 @@ class Sendmail(OutboxTestCase):
         harness.wait_for(lambda: len(d.deliveries(status="deferred", qid=qid)) > before
                          or None, 10, "an attempt after -q")
 
+    # -- G8: the D1 kill loop against the sendmail command. SIGKILL at a
+    # random moment while it reads, writes or syncs a 1 MB message, daemon
+    # stopped; then the daemon starts: every submission that exited 0 is
+    # delivered, byte for byte; a killed one is delivered whole or not at
+    # all, never in part.
+    def test_g8_kill_loop(self):
+        import random
+        import signal
+        import threading
+        sh = self.smarthost()
+        d = self.daemon(sh)
+        d.stop()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+        env.update(OUTBOX_CONFIG=d.config_path, ASAN_OPTIONS="detect_leaks=0")
+        rnd = random.Random(8)
+        bodies, acked = {}, set()
+        deadline = time.monotonic() + 40
+        for i in range(20):
+            if time.monotonic() > deadline:
+                break
+            line = b"kill %02d " % i + b"x" * 90 + b"\n"
+            body = b"Subject: kill %02d\n\n" % i + line * 10000
+            bodies[i] = body.replace(b"\n", b"\r\n")
+            proc = subprocess.Popen([self.sendmail, "-i", "ops@dest.test"], env=env,
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+
+            def feed(p=proc, b=body):
+                try:
+                    p.stdin.write(b)
+                    p.stdin.close()
+                except (BrokenPipeError, ValueError):
+                    pass
+            t = threading.Thread(target=feed)
+            t.start()
+            time.sleep(rnd.uniform(0, 0.08))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            rc = proc.wait(timeout=15)
+            t.join(timeout=15)
+            if rc == 0:
+                acked.add(i)
+        self.assertGreater(len(bodies), 5)
+        d.start()
+        harness.wait_for(lambda: self.maildrop(d) == [] or
+                         all(n.startswith("tmp") for n in self.maildrop(d)) or None,
+                         30, "maildrop imported")
+        if acked:
+            harness.wait_for(lambda: {int(m.body().split(b"kill ", 1)[1][:2])
+                                      for m in sh.messages()} >= acked or None,
+                             30, "every acknowledged submission delivered")
+        time.sleep(0.5)
+        for m in sh.messages():
+            data = m.body()
+            i = int(data.split(b"kill ", 1)[1][:2])
+            self.assertTrue(data.endswith(bodies[i].split(b"\r\n\r\n", 1)[1]),
+                            "message %d delivered in part" % i)
+        print("G8: %d submissions, %d acknowledged, %d delivered"
+              % (len(bodies), len(acked), len(sh.messages())))
+
     # -- s-nail (Debian's mail(1)) with mta = our sendmail: `mail -s subject root`
     def test_s_nail_mail_to_root(self):
         snail = shutil.which("s-nail")
