@@ -24,6 +24,10 @@ bool str_prefix_ci(const char *s, size_t n, const char *prefix);
 char *str_sanitize(char *dst, size_t size, const char *src, size_t n);
 /* Trim ASCII white space in place; returns s. */
 char *str_trim(char *s);
+/* Length of the valid UTF-8 sequence at s[0..n) (n > 0), or 0 if there
+ * is none: overlong forms, surrogates and code points past U+10FFFF are
+ * not valid. For escapers that keep UTF-8 and escape every other byte. */
+size_t str_utf8_len(const unsigned char *s, size_t n);
 /* Duplicate n bytes to a new NUL-terminated heap string (caller frees). */
 char *str_ndup(const char *s, size_t n);
 

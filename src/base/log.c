@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "outbox/log.h"
+#include "outbox/str.h"
 
 static enum log_target log_target = LOG_TO_STDERR;
 static enum log_level log_level = LOG_LVL_INFO;
@@ -75,34 +76,6 @@ log_write(const char *out, int m, size_t size)
 	(void)w;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if there is none
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t
-log_utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	size_t len;
-	unsigned cp, min;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, cp = c & 0x1f, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, cp = c & 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, cp = c & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /*
  * s as the inside of a JSON string into out[size] (NUL-terminated):
  * '"', '\\' and control bytes escaped, valid UTF-8 kept, any other byte
@@ -117,7 +90,7 @@ log_json_escape(char *out, size_t size, const char *s)
 	while (i < n) {
 		char esc[8];
 		const char *put = esc;
-		size_t k = u[i] >= 0x80 ? log_utf8_len(u + i, n - i) : 0;
+		size_t k = u[i] >= 0x80 ? str_utf8_len(u + i, n - i) : 0;
 		if (k > 0) {
 			put = s + i;
 		} else if (u[i] == '"' || u[i] == '\\') {

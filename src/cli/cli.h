@@ -36,6 +36,10 @@ int cli_check_main(int argc, char **argv);
  * (status.c): the daemon's health; exit codes in its usage. */
 int cli_status_main(int argc, char **argv);
 
+/* A connected socket to the control socket at path, with send and
+ * receive timeouts of timeout_s (cli_control.c); or -errno. */
+int cli_control_connect(const char *path, int timeout_s);
+
 /* The config path: -c FILE, else $OUTBOX_CONFIG, else the default. */
 const char *cli_config_path(const char *opt);
 

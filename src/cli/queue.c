@@ -156,27 +156,6 @@ qcli_parse(int argc, char **argv, struct qcli_opts *o)
 
 /* ---- the socket ---- */
 
-/* A connected socket, or -errno. */
-static int
-qcli_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (str_copy(sa.sun_path, sizeof(sa.sun_path), path) != 0)
-		return -ENAMETOOLONG;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct timeval tv = { .tv_sec = QCLI_RECV_TIMEOUT_S };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
-
 static int
 qcli_send(int fd, const struct control_req *req)
 {
@@ -483,7 +462,7 @@ qcli_run(const struct qcli_opts *o)
 	const char *dir = cfg.spool.dir;
 	char path[CONFIG_PATH_MAX + 16];
 	snprintf(path, sizeof(path), "%s/%s", dir, CONTROL_SOCKET_NAME);
-	int fd = qcli_connect(path);
+	int fd = cli_control_connect(path, QCLI_RECV_TIMEOUT_S);
 	if (fd == -ENOENT || fd == -ECONNREFUSED)
 		return qcli_offline(dir, path, o);
 	if (fd < 0) {

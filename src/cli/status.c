@@ -105,27 +105,6 @@ scli_parse(int argc, char **argv, struct scli_opts *o)
 
 /* ---- the socket ---- */
 
-/* A connected socket, or -errno. */
-static int
-scli_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (str_copy(sa.sun_path, sizeof(sa.sun_path), path) != 0)
-		return -ENAMETOOLONG;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	struct timeval tv = { .tv_sec = SCLI_TIMEOUT_S };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
-
 /* Send STATUS and read the whole reply into in (until the daemon
  * closes). 0 or -errno; -EMSGSIZE past the bound. */
 static int
@@ -358,7 +337,7 @@ scli_run(const struct scli_opts *o)
 	char path[CONFIG_PATH_MAX + 16];
 	snprintf(path, sizeof(path), "%s/%s", cfg.spool.dir,
 		 CONTROL_SOCKET_NAME);
-	int fd = scli_connect(path);
+	int fd = cli_control_connect(path, SCLI_TIMEOUT_S);
 	if (fd == -ENOENT || fd == -ECONNREFUSED) {
 		fprintf(stderr, "outbox: outboxd is not running (no answer on "
 				"%s)\n", path);

@@ -173,35 +173,6 @@ control_last_error(const struct envelope *e)
 	return NULL;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one
- * (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t
-control_utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	size_t len;
-	uint32_t cp, min;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2, cp = c & 0x1f, min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3, cp = c & 0x0f, min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4, cp = c & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 static int
 control_json_esc(struct buf *out, unsigned char c)
 {
@@ -238,7 +209,7 @@ control_json_strn(struct buf *out, const char *s, size_t n)
 			i = run;
 			continue;
 		}
-		size_t ul = u[i] >= 0x80 ? control_utf8_len(u + i, n - i) : 0;
+		size_t ul = u[i] >= 0x80 ? str_utf8_len(u + i, n - i) : 0;
 		if (ul > 0) {
 			rc = buf_append(out, s + i, ul);
 			i += ul;

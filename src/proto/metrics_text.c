@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "outbox/str.h"
 #include "outbox/status.h"
 
 static const char *const metrics_counter_help[STATUS_NCOUNTERS] = {
@@ -30,34 +31,6 @@ static const char *const metrics_counter_help[STATUS_NCOUNTERS] = {
 	[STATUS_TLS_FAILURES] = "Outbound TLS handshakes that failed.",
 	[STATUS_AUTH_FAILURES] = "Outbound sessions that failed at AUTH.",
 };
-
-/* Length of the valid UTF-8 sequence at s[0..n), 0 if none (overlong
- * forms, surrogates and code points past U+10FFFF are not valid). */
-static size_t
-metrics_utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	size_t len;
-	uint32_t cp, min;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, cp = c & 0x1f, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, cp = c & 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, cp = c & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
 
 static int
 metrics_label_byte(struct buf *out, unsigned char c)
@@ -80,7 +53,7 @@ metrics_label_value(struct buf *out, const char *v)
 	size_t n = strlen(v), i = 0;
 	int rc = 0;
 	while (rc == 0 && i < n) {
-		size_t ul = u[i] >= 0x80 ? metrics_utf8_len(u + i, n - i) : 0;
+		size_t ul = u[i] >= 0x80 ? str_utf8_len(u + i, n - i) : 0;
 		if (ul > 0) {
 			rc = buf_append(out, v + i, ul);
 			i += ul;
