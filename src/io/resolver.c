@@ -30,6 +30,7 @@
 
 #include "outbox/buf.h"
 #include "outbox/log.h"
+#include "outbox/mx_answer.h"
 #include "outbox/resolver.h"
 #include "outbox/str.h"
 
@@ -361,40 +362,10 @@ static void
 resolver_mx_parse(struct resolver_req *req, const unsigned char *abuf,
 		  int alen)
 {
-	struct ares_mx_reply *mx = NULL;
-	int st = ares_parse_mx_reply(abuf, alen, &mx);
-	if (st == ARES_ENODATA) {
-		resolver_req_finish(req, MX_IMPLICIT, "no MX records");
-		return;
-	}
-	if (st != ARES_SUCCESS) {
-		resolver_req_finish(req, MX_TEMP, ares_strerror(st));
-		return;
-	}
-	size_t n = 0;
-	for (struct ares_mx_reply *m = mx; m; m = m->next)
-		n++;
-	struct mx_host *rec = calloc(n ? n : 1, sizeof(*rec));
-	if (rec == NULL) {
-		ares_free_data(mx);
-		resolver_req_finish(req, MX_TEMP, "out of memory");
-		return;
-	}
-	n = 0;
-	for (struct ares_mx_reply *m = mx; m; m = m->next, n++) {
-		rec[n].pref = m->priority;
-		/* Too long for a host name: keep it invalid, never "" (null MX). */
-		if (str_copy(rec[n].name, sizeof(rec[n].name), m->host) != 0)
-			str_copy(rec[n].name, sizeof(rec[n].name), "-");
-	}
-	ares_free_data(mx);
-	enum mx_status ms = mx_order(rec, n, &req->res.mx, resolver_random,
-				     req->r);
-	free(rec);
-	resolver_req_finish(req, ms, ms == MX_OK ? "" :
-			    ms == MX_NULL ? "null MX" :
-			    ms == MX_BAD ? "no usable MX host name" :
-			    "no MX records");
+	const char *why;
+	enum mx_status ms = mx_answer_route(abuf, alen, &req->res.mx,
+					    resolver_random, req->r, &why);
+	resolver_req_finish(req, ms, why);
 }
 
 static void

@@ -1,13 +1,12 @@
-/* layer: proto */
+/* layer: io */
 /* needs: cares */
 /* SPDX-License-Identifier: MIT */
 /*
  * DESCRIPTION
  *	Fuzz target: DNS MX answer handling. The input is a DNS answer
- *	message; it is parsed with c-ares' ares_parse_mx_reply and turned
- *	into routing exactly as io/resolver.c's resolver_mx_parse does (that
- *	function is static in the I/O layer, so its ten lines of record
- *	conversion are repeated here; keep them in step), then mx_order.
+ *	message, routed by io/mx_answer.c's mx_answer_route, the function
+ *	the resolver calls. The oracle parses the answer once more with
+ *	ares_parse_mx_reply to know what the records say.
  *
  *	Invariants: parsing and conversion never crash or leak; a name too
  *	long for mx_host.name never becomes a null MX; every routed host is
@@ -17,7 +16,7 @@
 #include <ares.h>
 
 #include "fuzz.h"
-#include "outbox/mx.h"
+#include "outbox/mx_answer.h"
 #include "outbox/str.h"
 
 static uint32_t
@@ -26,37 +25,39 @@ fdns_random(void *arg)
 	return fuzz_rand(arg);
 }
 
-/* resolver_mx_parse's conversion (io/resolver.c). */
+/* What the records say: is there a null MX, are all names valid? */
+static void
+fdns_oracle(const unsigned char *abuf, int alen, bool *any_null,
+	    bool *all_valid)
+{
+	struct ares_mx_reply *mx = NULL;
+	*any_null = false;
+	*all_valid = false;
+	if (ares_parse_mx_reply(abuf, alen, &mx) != ARES_SUCCESS)
+		return;
+	*all_valid = mx != NULL;
+	for (struct ares_mx_reply *m = mx; m; m = m->next) {
+		FUZZ_ASSERT(m->host != NULL);
+		char name[sizeof(((struct mx_host *)0)->name)];
+		if (str_copy(name, sizeof(name), m->host) != 0)
+			str_copy(name, sizeof(name), "-");
+		*any_null |= name[0] == '\0' || strcmp(name, ".") == 0;
+		*all_valid &= mx_host_valid(name);
+	}
+	ares_free_data(mx);
+}
+
 static enum mx_status
 fdns_route(const unsigned char *abuf, int alen, struct mx_list *list,
 	   uint64_t *seed)
 {
-	struct ares_mx_reply *mx = NULL;
-	int st = ares_parse_mx_reply(abuf, alen, &mx);
-	if (st == ARES_ENODATA)
-		return MX_IMPLICIT;
-	if (st != ARES_SUCCESS)
-		return MX_TEMP;
-	size_t n = 0;
-	for (struct ares_mx_reply *m = mx; m; m = m->next)
-		n++;
-	struct mx_host *rec = calloc(n ? n : 1, sizeof(*rec));
-	if (rec == NULL)
-		abort();
-	bool any_null = false, all_valid = n > 0;
-	n = 0;
-	for (struct ares_mx_reply *m = mx; m; m = m->next, n++) {
-		FUZZ_ASSERT(m->host != NULL);
-		rec[n].pref = m->priority;
-		if (str_copy(rec[n].name, sizeof(rec[n].name), m->host) != 0)
-			str_copy(rec[n].name, sizeof(rec[n].name), "-");
-		any_null |= rec[n].name[0] == '\0' || strcmp(rec[n].name, ".") == 0;
-		all_valid &= mx_host_valid(rec[n].name);
-		FUZZ_ASSERT(rec[n].name[0] != '\0' || m->host[0] == '\0');
-	}
-	ares_free_data(mx);
-	enum mx_status ms = mx_order(rec, n, list, fdns_random, seed);
-	free(rec);
+	bool any_null, all_valid;
+	fdns_oracle(abuf, alen, &any_null, &all_valid);
+	const char *why = NULL;
+	enum mx_status ms = mx_answer_route(abuf, alen, list, fdns_random,
+					    seed, &why);
+	FUZZ_ASSERT(why != NULL);
+	FUZZ_ASSERT((ms == MX_OK) == (why[0] == '\0'));
 	if (any_null)
 		FUZZ_ASSERT(ms == MX_NULL);
 	else if (all_valid)
