@@ -112,5 +112,7 @@ const struct smtp_tx *smtp_server_tx(const struct smtp_server *s);
 const char *smtp_server_helo(const struct smtp_server *s); /* "" before HELO/EHLO */
 /* Whether the session is in DATA (for "lost connection after DATA" logs). */
 const char *smtp_server_state_name(const struct smtp_server *s);
+/* Errors so far (the ones error_limit counts), for the disconnect summary. */
+unsigned smtp_server_errors(const struct smtp_server *s);
 
 #endif

@@ -2,13 +2,17 @@
 /*
  * The SMTP listener: one libuv TCP server per [listen] address. Accepting is
  * cheap and bounded: beyond max_connections a client gets "421 4.7.0" and is
- * closed at once, so a flood cannot exhaust memory or descriptors. The
+ * closed at once, so a flood cannot exhaust memory or descriptors. Sessions
+ * are also capped below RLIMIT_NOFILE, so that the queue runner keeps
+ * descriptors for spool files and upstream sockets (RELIABILITY.md E2). The
  * listener owns its server handles; sessions own themselves and report
  * their end through listener_session_done().
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "outbox/daemon.h"
 #include "outbox/log.h"
@@ -37,15 +41,24 @@ listener_reject_write_cb(uv_write_t *req, int status)
 	free(req);
 }
 
-/* Over the limit: tell the client why, then close. */
+/*
+ * Over the limit: tell the client why, then close. The reply goes straight
+ * into the empty socket buffer and the handle is closed at once, which
+ * releases the descriptor now rather than a loop turn later: a burst of
+ * refusals must not use up the descriptors it protects.
+ */
 static void
 listener_reject(uv_tcp_t *client)
 {
 	static const char msg[] = "421 4.7.0 Error: too many connections\r\n";
 	stats_add(STATUS_CONNECTIONS, 1);
 	stats_add(STATUS_REJECTED, 1);
-	uv_write_t *req = malloc(sizeof(*req));
 	uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+	if (uv_try_write((uv_stream_t *)client, &b, 1) == (int)b.len) {
+		uv_close((uv_handle_t *)client, (uv_close_cb)free);
+		return;
+	}
+	uv_write_t *req = malloc(sizeof(*req));
 	if (req == NULL || uv_write(req, (uv_stream_t *)client, &b, 1,
 				    listener_reject_write_cb) != 0) {
 		free(req);
@@ -62,7 +75,10 @@ listener_accept_cb(uv_stream_t *server, int status)
 		log_warn("accept: %s", uv_strerror(status));
 		return;
 	}
-	if (!l->stopping && l->nsessions < l->d->cfg.listen.max_connections) {
+	unsigned limit = l->d->cfg.listen.max_connections;
+	if (limit > l->fd_cap)
+		limit = l->fd_cap;
+	if (!l->stopping && l->nsessions < limit) {
 		session_start(l->d, l, server);
 		return;
 	}
@@ -74,8 +90,7 @@ listener_accept_cb(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)client, (uv_close_cb)free);
 		return;
 	}
-	log_warn("connection limit %u reached; refusing a client",
-		 l->d->cfg.listen.max_connections);
+	log_warn("connection limit %u reached; refusing a client", limit);
 	listener_reject(client);
 }
 
@@ -135,6 +150,29 @@ listener_space_timer_cb(uv_timer_t *t)
 		l->space_busy = true;
 }
 
+/*
+ * Sessions the descriptor limit allows: each holds a socket, and a spool
+ * file while in DATA. A quarter of the limit plus a fixed amount stays
+ * for everything else (spool, queue runner, upstream sockets, DNS, logs).
+ */
+static unsigned
+listener_fd_cap(unsigned max_connections)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= UINT_MAX)
+		return UINT_MAX;
+	uint64_t nofile = rl.rlim_cur;
+	uint64_t reserve = LISTENER_FD_RESERVE + nofile / 4;
+	unsigned cap = nofile > reserve + 1 ? (unsigned)(nofile - reserve) : 1;
+	if (cap < max_connections)
+		log_warn("at most %u sessions, not max_connections %u: the open "
+			 "files limit is %llu (raise it, e.g. LimitNOFILE= in "
+			 "systemd)", cap, max_connections,
+			 (unsigned long long)nofile);
+	return cap;
+}
+
 int
 listener_start(struct daemon *d)
 {
@@ -142,6 +180,7 @@ listener_start(struct daemon *d)
 	if (l == NULL)
 		return -1;
 	l->d = d;
+	l->fd_cap = listener_fd_cap(d->cfg.listen.max_connections);
 	d->listener = l;
 	d->spool_free = UINT64_MAX;
 	uv_timer_init(d->loop, &l->space_timer);

@@ -6,12 +6,16 @@
 
 struct server_sock;
 
+/* Descriptors kept from sessions, on top of a quarter of RLIMIT_NOFILE. */
+#define LISTENER_FD_RESERVE 32
+
 struct listener {
 	struct daemon *d;
 	struct server_sock *socks[CONFIG_MAX_LISTEN];
 	size_t nsocks;
 	struct session *sessions;   /* intrusive list of open sessions */
 	unsigned nsessions;
+	unsigned fd_cap;            /* sessions RLIMIT_NOFILE allows (E2) */
 	bool stopping;
 	uv_timer_t space_timer;     /* measures free spool space (D5) */
 	uv_fs_t space_req;

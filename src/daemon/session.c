@@ -5,7 +5,10 @@
  *
  * Flow control: while a spool write or commit is in flight the session
  * stops feeding the machine and stops reading the socket, so memory per
- * session stays bounded by the input buffer and one body chunk.
+ * session stays bounded by the input buffer and one body chunk. Likewise
+ * while more than SESSION_OUT_MAX reply bytes wait for a client that does
+ * not read (E5): no new command is taken until they drain, and a timeout
+ * that finds its 421 still unsent closes the connection.
  *
  * Ownership and teardown (STYLE.md 2.6): the session owns its TCP handle,
  * its timer and its spool transaction. session_close() is the only
@@ -32,6 +35,8 @@
 
 #define SESSION_IN_MAX (256 * 1024)
 #define SESSION_READ_SIZE (64 * 1024)
+#define SESSION_OUT_MAX (64 * 1024)
+#define SESSION_SHUTDOWN_MS 2000 /* unsent 421 at shutdown: then close */
 
 struct session {
 	uv_tcp_t tcp;
@@ -94,11 +99,33 @@ session_handle_closed(uv_handle_t *h)
 	session_unref(h->data);
 }
 
+/*
+ * The machine's lines are debug detail: a bad command is only counted,
+ * and shows in the one line at disconnect (E13), so log volume follows
+ * sessions, not bad commands. A refused message is the exception: at most
+ * one per transaction, and the operator must see it at the default level
+ * (A1: a smuggling attempt rejected in strict mode).
+ */
 static void
 session_log(void *arg, const char *msg)
 {
+	static const char eod[] = "reject: end of data:";
 	struct session *s = arg;
-	log_debug("smtpd[%s]: %s", s->ip, msg);
+	if (strncmp(msg, eod, sizeof(eod) - 1) == 0)
+		log_info("smtpd[%s]: %s", s->ip, msg);
+	else
+		log_debug("smtpd[%s]: %s", s->ip, msg);
+}
+
+/* One line per session; at info only when the client made errors. */
+static void
+session_log_disconnect(struct session *s)
+{
+	unsigned errors = s->srv != NULL ? smtp_server_errors(s->srv) : 0;
+	if (errors > 0)
+		log_info("disconnect from %s errors=%u", s->ip, errors);
+	else
+		log_debug("disconnect from %s", s->ip);
 }
 
 static void
@@ -117,11 +144,10 @@ session_write_cb(uv_write_t *req, int status)
 	s->writes--;
 	if (status < 0) {
 		session_close(s, "write error");
-	} else if (!s->closing && s->writes == 0) {
-		if (s->want_close)
-			session_close(s, NULL);
-		else
-			session_pump(s);
+	} else if (!s->closing && s->writes == 0 && s->want_close) {
+		session_close(s, NULL);
+	} else if (!s->closing && !s->want_close) {
+		session_pump(s); /* the output queue may have drained */
 	}
 	session_unref(s);
 }
@@ -382,11 +408,20 @@ session_abort_data(struct session *s)
 static void
 session_reading(struct session *s, bool on);
 
+/* Replies the client has not taken yet: beyond the bound, take no input. */
+static bool
+session_out_full(const struct session *s)
+{
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&s->tcp) >
+	       SESSION_OUT_MAX;
+}
+
 static void
 session_pump(struct session *s)
 {
 	smtp_server_set_spool_free(s->srv, s->d->spool_free);
-	while (!s->closing && !s->spool_busy && !s->want_close) {
+	while (!s->closing && !s->spool_busy && !s->want_close &&
+	       !session_out_full(s)) {
 		size_t used = 0;
 		enum smtp_server_event ev =
 			smtp_server_feed(s->srv, s->in.data, s->in.len, &used);
@@ -423,6 +458,7 @@ session_pump(struct session *s)
 		return;
 	}
 	bool can_read = !s->spool_busy && !s->want_close &&
+			!session_out_full(s) &&
 			s->in.len + SESSION_READ_SIZE <= SESSION_IN_MAX;
 	session_reading(s, can_read);
 }
@@ -473,9 +509,15 @@ session_timeout_cb(uv_timer_t *t)
 	struct session *s = t->data;
 	if (s->spool_busy)
 		return; /* the disk answers; the repeat timer tries again */
+	if (s->want_close) {
+		/* a whole timeout later the last replies are still unsent */
+		session_close(s, "timeout sending replies");
+		return;
+	}
 	log_info("timeout after %s from %s", smtp_server_state_name(s->srv),
 		 s->ip);
 	smtp_server_shutdown(s->srv, "4.4.2 Error: timeout exceeded");
+	session_flush(s); /* pump takes no input while replies are stuck */
 	session_pump(s);
 	if (!s->closing) {
 		s->want_close = true;
@@ -494,7 +536,7 @@ session_close(struct session *s, const char *reason)
 		const char *state = smtp_server_state_name(s->srv);
 		log_info("%s after %s from %s", reason, state, s->ip);
 	}
-	log_debug("disconnect from %s", s->ip);
+	session_log_disconnect(s);
 	if (s->tx != NULL && !s->spool_busy) {
 		spool_tx_abort(s->tx);
 		s->tx = NULL;
@@ -522,12 +564,17 @@ session_shutdown(struct session *s)
 	}
 	session_abort_data(s);
 	smtp_server_shutdown(s->srv, "4.3.2 Service shutting down");
+	session_flush(s);
 	session_pump(s);
 	if (!s->closing) {
 		s->want_close = true;
 		if (s->writes == 0)
 			session_close(s, NULL);
 	}
+	/* a client that does not read must not hold up the exit (D10) */
+	if (!s->closing)
+		uv_timer_start(&s->timer, session_timeout_cb,
+			       SESSION_SHUTDOWN_MS, SESSION_SHUTDOWN_MS);
 }
 
 static bool

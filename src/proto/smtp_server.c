@@ -452,6 +452,7 @@ smtp_server_commit_done(struct smtp_server *s, int status,
 		char id[64];
 		str_sanitize(id, sizeof(id), queue_id, strlen(queue_id));
 		server_reply(s, "250 2.0.0 Ok: queued as %s", id);
+		s->junk = 0; /* a client that sends mail is not idling */
 	} else if (status == -ENOSPC) {
 		server_reply(s, "452 4.3.1 Insufficient system storage");
 	} else {
@@ -499,6 +500,12 @@ const char *
 smtp_server_state_name(const struct smtp_server *s)
 {
 	return server_state_names[s->state];
+}
+
+unsigned
+smtp_server_errors(const struct smtp_server *s)
+{
+	return s->errors;
 }
 
 void

@@ -326,6 +326,14 @@ cmd_do_data(struct smtp_server *s, struct server_args *a)
 
 /* ---- the rest ---- */
 
+/* A command that moves no mail: past SRV_JUNK_LIMIT it is an error. */
+static void
+cmd_junk(struct smtp_server *s)
+{
+	if (++s->junk > SRV_JUNK_LIMIT)
+		s->errors++;
+}
+
 static int
 cmd_check_rset(struct smtp_server *s, struct server_args *a)
 {
@@ -338,6 +346,7 @@ cmd_check_rset(struct smtp_server *s, struct server_args *a)
 static enum smtp_server_event
 cmd_do_rset(struct smtp_server *s, struct server_args *a)
 {
+	cmd_junk(s);
 	server_tx_free(s);
 	server_enter_state(s, server_idle_state(s));
 	server_reply(s, "250 2.0.0 Ok");
@@ -347,6 +356,7 @@ cmd_do_rset(struct smtp_server *s, struct server_args *a)
 static enum smtp_server_event
 cmd_do_noop(struct smtp_server *s, struct server_args *a)
 {
+	cmd_junk(s);
 	server_reply(s, "250 2.0.0 Ok");
 	return SRV_NEED_MORE;
 }
@@ -370,6 +380,7 @@ cmd_check_vrfy(struct smtp_server *s, struct server_args *a)
 static enum smtp_server_event
 cmd_do_vrfy(struct smtp_server *s, struct server_args *a)
 {
+	cmd_junk(s);
 	server_reply(s, "252 2.0.0 Cannot VRFY user; send some mail");
 	return SRV_NEED_MORE;
 }
@@ -377,6 +388,7 @@ cmd_do_vrfy(struct smtp_server *s, struct server_args *a)
 static enum smtp_server_event
 cmd_do_help(struct smtp_server *s, struct server_args *a)
 {
+	cmd_junk(s);
 	server_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET "
 			"NOOP QUIT VRFY HELP");
 	return SRV_NEED_MORE;

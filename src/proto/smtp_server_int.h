@@ -14,6 +14,12 @@
 #define SRV_OUT_HIGH (64 * 1024)
 #define SRV_OUT_MAX (SRV_OUT_HIGH + 8 * 1024)
 #define SRV_IP_MAX 64
+/*
+ * NOOP, RSET, VRFY and HELP past this many (since the last accepted
+ * message) count as errors, as Postfix's smtpd_junk_command_limit: a client
+ * that only idles this way reaches error_limit and is let go (E5).
+ */
+#define SRV_JUNK_LIMIT 100
 #define SRV_LOG_CMD_MAX 200
 
 enum smtp_server_state {
@@ -35,6 +41,7 @@ struct smtp_server {
 	enum smtp_server_event pending; /* DATA_START or NEED_COMMIT owed, else NEED_MORE */
 	bool failed;                 /* out of memory: close */
 	unsigned errors;
+	unsigned junk;               /* junk commands since the last message */
 	size_t rcpt_tried;           /* RCPT commands in this transaction */
 	struct smtp_tx *tx;
 	struct buf line, out, chunk;

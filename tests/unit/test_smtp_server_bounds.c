@@ -23,7 +23,10 @@ direct_cfg(void)
 	return cfg;
 }
 
-/* A client that pipelines without reading stalls; memory stays bounded. */
+/*
+ * A client that pipelines without reading stalls; memory stays bounded.
+ * (HELO, not NOOP: NOOP is a junk command, see test_junk_limit.)
+ */
 static void
 test_backpressure(void)
 {
@@ -31,9 +34,9 @@ test_backpressure(void)
 	struct smtp_server *s = smtp_server_new(&cfg, "192.0.2.1", true);
 	CHECK(s != NULL);
 	smtp_server_greet(s);
-	static char in[100000 * 6];
+	static char in[100000 * 8];
 	for (size_t i = 0; i < 100000; i++)
-		memcpy(in + i * 6, "NOOP\r\n", 6);
+		memcpy(in + i * 8, "HELO x\r\n", 8);
 	size_t off = 0, used = 0, rounds = 0;
 	while (off < sizeof(in) && rounds < 1000) {
 		CHECK_EQ(smtp_server_feed(s, in + off, sizeof(in) - off, &used),
@@ -148,9 +151,35 @@ test_pending_event(void)
 	smtp_server_free(s);
 }
 
+/* NOOP and friends: past 100 each one is an error; error 20 ends it (E5). */
+static void
+test_junk_limit(void)
+{
+	struct smtp_server_cfg cfg = direct_cfg();
+	struct smtp_server *s = smtp_server_new(&cfg, "192.0.2.1", true);
+	smtp_server_greet(s);
+	feed_all(s, "HELO c\r\n", SRV_NEED_MORE);
+	/* a message resets the count */
+	for (int i = 0; i < 99; i++)
+		feed_all(s, i % 2 ? "NOOP\r\n" : "RSET\r\n", SRV_NEED_MORE);
+	feed_all(s, "MAIL FROM:<>\r\nRCPT TO:<r@d.test>\r\nDATA\r\n",
+		 SRV_DATA_START);
+	smtp_server_data_begin(s, "Q1", "date");
+	feed_all(s, "x\r\n.\r\n", SRV_NEED_COMMIT);
+	smtp_server_commit_done(s, 0, "Q1");
+	for (int i = 0; i < 119; i++)
+		feed_all(s, i % 3 ? "NOOP\r\n" : "VRFY x\r\n", SRV_NEED_MORE);
+	buf_reset(smtp_server_out(s));
+	feed_all(s, "NOOP\r\n", SRV_CLOSE);
+	CHECK_STR_EQ(smtp_server_out(s)->data,
+		     "250 2.0.0 Ok\r\n421 4.7.0 mx.test Too many errors\r\n");
+	smtp_server_free(s);
+}
+
 int
 main(void)
 {
+	test_junk_limit();
 	test_backpressure();
 	test_long_line();
 	test_free_states();
