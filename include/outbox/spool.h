@@ -67,6 +67,14 @@ int spool_tx_write(struct spool_tx *tx, const char *data, size_t len,
 int spool_tx_commit(struct spool_tx *tx, const struct envelope *env,
 		    spool_cb cb, void *arg);
 /*
+ * spool_tx_write(data) then spool_tx_commit(env) in one thread-pool round
+ * trip, for the last bytes of a message (the whole body of a small one).
+ * data is copied. Same contract as spool_tx_commit; a synchronous failure
+ * leaves tx as it was, data not appended.
+ */
+int spool_tx_commit_last(struct spool_tx *tx, const char *data, size_t len,
+			 const struct envelope *env, spool_cb cb, void *arg);
+/*
  * Throw it away: unlink and free (waits internally for a pending write,
  * whose callback is then NOT called). Not allowed after spool_tx_commit.
  */

@@ -310,8 +310,9 @@ session_commit_cb(void *arg, int status)
 	session_unref(s);
 }
 
+/* Commit, with the body's last bytes (len may be 0) written on the way. */
 static void
-session_commit(struct session *s)
+session_commit_last(struct session *s, const char *data, size_t len)
 {
 	struct envelope *env = NULL;
 	struct session_commit *c = NULL;
@@ -325,7 +326,8 @@ session_commit(struct session *s)
 		c->s = s;
 		c->env = env;
 		str_copy(c->id, sizeof(c->id), env->id);
-		r = spool_tx_commit(s->tx, env, session_commit_cb, c);
+		r = spool_tx_commit_last(s->tx, data, len, env,
+					 session_commit_cb, c);
 		if (r == 0) {
 			s->spool_busy = true;
 			s->refs++;
@@ -341,6 +343,12 @@ session_commit(struct session *s)
 		spool_tx_abort(s->tx);
 	s->tx = NULL;
 	smtp_server_commit_done(s->srv, r ? r : -EIO, "");
+}
+
+static void
+session_commit(struct session *s)
+{
+	session_commit_last(s, NULL, 0);
 }
 
 static void
@@ -380,6 +388,11 @@ session_store(struct session *s, bool final)
 	}
 	s->tx_size += body->len;
 	s->tx_crc = crc32_update(s->tx_crc, body->data, body->len);
+	/* The last bytes ride with the commit: one pool round trip. */
+	if (final) {
+		session_commit_last(s, body->data, body->len);
+		return;
+	}
 	/* body stays untouched until the write's callback: pump waits. */
 	int r = spool_tx_write(s->tx, body->data, body->len,
 			       session_write_chunk_cb, s);

@@ -501,6 +501,8 @@ static int
 spool_commit_msg(struct spool_tx *tx)
 {
 	struct spool *sp = tx->sp;
+	if (tx->werr == 0 && tx->wdata != NULL)
+		tx->werr = spool_write_all(tx->fd, tx->wdata, tx->wlen);
 	if (tx->werr != 0) {
 		tx->step = "write message";
 		return tx->werr;
@@ -578,20 +580,19 @@ spool_tx_commit_done(uv_work_t *w, int status)
  * Synchronous failures (-EBUSY while a write is pending, -EINVAL or
  * -ENOBUFS from encoding env) leave tx with the caller, who may retry or
  * spool_tx_abort it. A failed earlier write is reported through cb.
+ * size and crc describe the file once wdata (if any) is written.
  */
-int
-spool_tx_commit(struct spool_tx *tx, const struct envelope *env, spool_cb cb,
-		void *arg)
+static int
+spool_tx_queue_commit(struct spool_tx *tx, const struct envelope *env,
+		      uint64_t size, uint32_t crc, spool_cb cb, void *arg)
 {
-	if (tx->busy != TX_IDLE)
-		return -EBUSY;
 	struct envelope e;
 	int rc = envelope_copy(&e, env);
 	if (rc != 0)
 		return rc;
 	memcpy(e.id, tx->id, sizeof(e.id));
-	e.msg_size = tx->size;
-	e.msg_crc = tx->crc;
+	e.msg_size = size;
+	e.msg_crc = crc;
 	buf_reset(&tx->env);
 	rc = envelope_encode(&e, &tx->env);
 	envelope_free(&e);
@@ -604,6 +605,41 @@ spool_tx_commit(struct spool_tx *tx, const struct envelope *env, spool_cb cb,
 			 spool_tx_commit_done);
 	if (rc == 0)
 		tx->busy = TX_COMMITTING;
+	return rc;
+}
+
+int
+spool_tx_commit(struct spool_tx *tx, const struct envelope *env, spool_cb cb,
+		void *arg)
+{
+	if (tx->busy != TX_IDLE)
+		return -EBUSY;
+	return spool_tx_queue_commit(tx, env, tx->size, tx->crc, cb, arg);
+}
+
+int
+spool_tx_commit_last(struct spool_tx *tx, const char *data, size_t len,
+		     const struct envelope *env, spool_cb cb, void *arg)
+{
+	if (tx->busy != TX_IDLE)
+		return -EBUSY;
+	if (len == 0 || tx->werr != 0)
+		return spool_tx_commit(tx, env, cb, arg);
+	char *copy = malloc(len);
+	if (copy == NULL)
+		return -ENOMEM;
+	memcpy(copy, data, len);
+	/* The pool thread writes it first; the envelope already counts it. */
+	tx->wdata = copy;
+	tx->wlen = len;
+	int rc = spool_tx_queue_commit(tx, env, tx->size + len,
+				       crc32_update(tx->crc, data, len), cb,
+				       arg);
+	if (rc != 0) {
+		free(tx->wdata);
+		tx->wdata = NULL;
+		tx->wlen = 0;
+	}
 	return rc;
 }
 

@@ -448,9 +448,10 @@ class Faults(OutboxTestCase):
         self.warm_up(d, sh, "D4E-WARM")
         pool = [t for t in tasks(d.proc.pid) if t != d.proc.pid]
         self.assertTrue(pool, "no libuv pool thread after a delivery")
-        # Pool thread writes of one small commit: message, eventfd, envelope.
+        # Pool thread writes of one small commit, one work item: the
+        # message, the envelope, then libuv's eventfd wake-up.
         st = Strace(self.tmp, pool, ["trace=write",
-                                     "inject=write:error=ENOSPC:when=3"])
+                                     "inject=write:error=ENOSPC:when=2"])
         code, text = raw_send(d.port, marker_message("D4E-FAIL"))
         time.sleep(0.3)
         st.detach()
