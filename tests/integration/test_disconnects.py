@@ -190,8 +190,12 @@ class Disconnects(OutboxTestCase):
             self.assertLessEqual(len(second.get(marker, [])), 1, marker)
         dups = sum(len(v) - 1 for v in got.values())
         self.assertLessEqual(dups, in_flight, "duplicates beyond the in-flight window")
-        self.assertEqual(len(d.deliveries(status="sent")), n_msgs + dups,
-                         "sent log lines != deliveries")
+        # Each message is logged sent once for its last copy; a duplicate
+        # adds a line only if the daemon saw the first copy's 250 before the
+        # kill (a DATA in flight at the kill was delivered but never logged).
+        sent_lines = len(d.deliveries(status="sent"))
+        self.assertGreaterEqual(sent_lines, n_msgs, "a delivery not logged as sent")
+        self.assertLessEqual(sent_lines, n_msgs + dups, "sent logged without a delivery")
         self.assertEqual(d.spool_entries("tmp"), [], "orphans in tmp/")
         self.assertEqual(d.spool_entries("corrupt"), [], "entries quarantined")
         print("\n  D9: %d queued at kill (%d deferred), %d delivered, %d DATA in flight, "
