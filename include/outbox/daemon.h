@@ -43,6 +43,7 @@ struct daemon {
 	bool stopping;
 	uint64_t test_timeout_ms;     /* OUTBOX_TEST_CLIENT_TIMEOUT: caps client timeouts */
 	uint64_t spool_free;          /* bytes free in the spool, measured each second */
+	unsigned route_gen;           /* +1 per reload: older sessions are not reused (D15) */
 };
 
 /* listener.c: bind every [listen] address. 0 or -1 (logged). */

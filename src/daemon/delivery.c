@@ -121,6 +121,7 @@ delivery_start(struct daemon *d, struct queue *q, struct dest *dest,
 	dl->job = job;
 	dl->fd = -1;
 	dl->refs = 1;
+	dl->route_gen = d->route_gen;
 	buf_init(&dl->lines, 2 * SMTP_REPLY_PARSE_MAX);
 	buf_init(&dl->wire, 4 * DELIVERY_READ_SIZE);
 	str_copy(dl->relay, sizeof(dl->relay), "none");
@@ -133,6 +134,12 @@ delivery_start(struct daemon *d, struct queue *q, struct dest *dest,
 	/* Start from the loop, never inside the caller (dispatch). */
 	uv_timer_start(&dl->timer, delivery_timeout_cb, 0, 0);
 	return dl;
+}
+
+bool
+delivery_stale(const struct delivery *dl)
+{
+	return dl->route_gen != dl->d->route_gen;
 }
 
 struct delivery **
@@ -203,7 +210,10 @@ delivery_fail_tx(struct delivery *dl, const struct smtp_client_result *fail)
 				  refused ? r : fail,
 				  refused ? delivery_stage(r) : STAGE_SESSION);
 	}
-	queue_job_result_all(dl->job, dl->relay, fail, STAGE_SESSION);
+	/* Only those without a result yet: one log line per recipient. */
+	for (size_t i = n; i < dl->nsent; i++)
+		queue_rcpt_result(dl->job, dl->rcpt_idx[i], dl->relay, fail,
+				  STAGE_SESSION);
 	delivery_job_done(dl);
 }
 
@@ -255,6 +265,30 @@ delivery_flush(struct delivery *dl)
 	if (dl->conn != NULL && conn_write(dl->conn, out->data, out->len) != 0)
 		log_debug("%s: write failed", dl->relay);
 	buf_reset(out);
+}
+
+/*
+ * This MX host cannot take the message in hand (its SIZE limit, or no
+ * SMTPUTF8; no MAIL went out), but another MX host may: leave this one and
+ * carry the job to the next address in the same attempt (RELIABILITY B13,
+ * A23). Only the last host's refusal bounces it; if the next one is
+ * unreachable the job is deferred as for any connection failure.
+ */
+static bool
+delivery_try_next_mx(struct delivery *dl)
+{
+	const struct smtp_client_msg_result *res =
+		smtp_client_msg_result(dl->cli);
+	if (delivery_route_is_relay(dl) || dl->job == NULL ||
+	    !classify_host_limit(&res->msg) || !delivery_route_more(dl))
+		return false;
+	log_info("%s: %s: %s; trying the next MX host", dl->relay,
+		 dl->job->m->env.id, res->msg.text);
+	dl->last = res->msg;
+	(void)smtp_client_quit(dl->cli);
+	delivery_flush(dl);
+	delivery_route_next(dl);
+	return true;
 }
 
 static bool
@@ -309,8 +343,10 @@ delivery_ready(struct delivery *dl, enum smtp_client_event *ev)
 {
 	if (!dl->session_ok)
 		delivery_session_ready(dl);
+	/* A session to the route of an older configuration ends here. */
+	bool stale = delivery_stale(dl);
 	for (;;) {
-		if (dl->job == NULL)
+		if (dl->job == NULL && !stale)
 			dl->job = dest_take(dl->q, dl->dest);
 		if (dl->job == NULL)
 			break;
@@ -320,7 +356,7 @@ delivery_ready(struct delivery *dl, enum smtp_client_event *ev)
 		}
 		delivery_job_done(dl); /* nothing pending in it any more */
 	}
-	if (dest_park(dl->q, dl->dest, dl)) {
+	if (!stale && dest_park(dl->q, dl->dest, dl)) {
 		dl->idle = true;
 		delivery_set_timer(dl, DELIVERY_IDLE_MS);
 		return false;
@@ -352,6 +388,8 @@ delivery_event(struct delivery *dl, enum smtp_client_event ev)
 			delivery_body_start(dl);
 			return;
 		case CLI_MSG_DONE:
+			if (delivery_try_next_mx(dl))
+				return;
 			delivery_msg_done(dl);
 			ev = CLI_READY;
 			break;

@@ -81,6 +81,7 @@ struct delivery {
 	struct dot_stuff dot;
 	struct buf wire;
 
+	unsigned route_gen;         /* d->route_gen when it started */
 	bool started;
 	bool idle;                  /* parked, waiting for a job */
 	bool waking;                /* a job was handed over; run it next turn */
@@ -91,6 +92,8 @@ struct delivery {
 /* delivery.c */
 void delivery_event(struct delivery *dl, enum smtp_client_event ev);
 void delivery_set_timer(struct delivery *dl, uint64_t ms);
+/* Started before the last reload: it takes no new job (D15). */
+bool delivery_stale(const struct delivery *dl);
 void delivery_end(struct delivery *dl);
 void delivery_unref(struct delivery *dl);
 void delivery_session_begin(struct delivery *dl);
@@ -105,6 +108,8 @@ void delivery_route_next(struct delivery *dl);
 /* Opportunistic TLS failed: the same address again, in plaintext. */
 void delivery_route_plain(struct delivery *dl);
 const struct route_host *delivery_route_host(const struct delivery *dl);
+/* Whether another address or host is left to try in this attempt. */
+bool delivery_route_more(const struct delivery *dl);
 bool delivery_route_is_relay(const struct delivery *dl);
 
 /* delivery_body.c */

@@ -84,6 +84,14 @@ delivery_route_budget(const struct delivery *dl)
 	       dl->sessions < DELIVERY_MAX_SESSIONS;
 }
 
+bool
+delivery_route_more(const struct delivery *dl)
+{
+	if (!delivery_route_budget(dl))
+		return false;
+	return dl->addr_idx < dl->addrs.n || dl->host_idx + 1 < dl->nhosts;
+}
+
 /* Try the next address of this host, then the next host. */
 static void
 delivery_route_try(struct delivery *dl)

@@ -130,6 +130,12 @@ dest_enqueue(struct queue *q, struct dest *d, struct job *job)
 	d->tail = job;
 	d->njobs++;
 	struct delivery *dl = d->idle;
+	while (dl != NULL && delivery_stale(dl)) {
+		/* parked before a reload: its idle timeout now sends QUIT */
+		dest_unpark(d, dl);
+		delivery_set_timer(dl, 0);
+		dl = d->idle;
+	}
 	if (dl != NULL) {
 		dest_unpark(d, dl);
 		delivery_wake(dl, dest_pop(d));
@@ -164,7 +170,11 @@ dest_wants_connection(struct queue *q, const struct dest *d)
 	if (d->njobs == 0 || d->active >= dest_limit(q) || d->connecting > 0 ||
 	    dest_backed_off(d))
 		return false;
-	return d->active == 0 || d->njobs > 2 * (size_t)d->active;
+	/* Deliveries from before a reload take no more jobs (D15). */
+	size_t usable = 0;
+	for (const struct delivery *dl = d->all; dl != NULL; dl = dl->all_next)
+		usable += !delivery_stale(dl);
+	return usable == 0 || d->njobs > 2 * usable;
 }
 
 /* One round: at most one new delivery per destination. */

@@ -307,6 +307,9 @@ daemon_reload(struct daemon *d)
 	daemon_hostname(d);
 	log_set_level(cfg.log.level);
 	log_set_json(cfg.log.json);
+	/* Deliveries in flight finish on their old route; none takes a
+	 * new job, so new deliveries follow the new configuration (D15). */
+	d->route_gen++;
 	log_info("configuration reloaded");
 	/* The route may have changed: the old one's backoff says nothing. */
 	queue_reset_backoff(d->queue);

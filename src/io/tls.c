@@ -67,6 +67,7 @@ struct tls_conn {
 	bool verify_failed;
 	bool chain_failed;  /* any chain or date error seen (check mode) */
 	bool name_failed;   /* a host name or IP mismatch seen */
+	bool want_dns_san;  /* a host name is checked: the leaf needs a DNS SAN */
 	char chain_text[128];
 	struct tls_result cert; /* leaf certificate facts (tls_conn_cert_facts) */
 	char ip[INET6_ADDRSTRLEN]; /* IP literal to match against IP SANs */
@@ -335,6 +336,30 @@ tls_cert_sans(WOLFSSL_X509 *cert, char *dst, size_t size)
 	wolfSSL_GENERAL_NAMES_free(names);
 }
 
+/*
+ * Whether the certificate names any host in a DNS subjectAltName.
+ * wolfSSL_check_domain_name() falls back to the subject CN when there is
+ * none; RFC 9525 (which obsoletes RFC 6125 and drops its CN-ID
+ * fallback) and RELIABILITY F6: a CN-only certificate names no server.
+ */
+static bool
+tls_cert_has_dns_san(WOLFSSL_X509 *cert)
+{
+	WOLFSSL_GENERAL_NAMES *names =
+		wolfSSL_X509_get_ext_d2i(cert, 131, NULL, NULL);
+	bool found = false;
+
+	if (names == NULL)
+		return false;
+	int n = wolfSSL_sk_GENERAL_NAME_num(names);
+	for (int i = 0; i < n && !found; i++) {
+		WOLFSSL_GENERAL_NAME *gn = wolfSSL_sk_GENERAL_NAME_value(names, i);
+		found = gn != NULL && gn->type == 2; /* GEN_DNS */
+	}
+	wolfSSL_GENERAL_NAMES_free(names);
+	return found;
+}
+
 /* The leaf certificate's facts, for `outbox check`. */
 static void
 tls_cert_facts(WOLFSSL_X509 *cert, struct tls_result *out)
@@ -370,6 +395,15 @@ tls_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 		int code = wolfSSL_X509_STORE_CTX_get_error(store);
 		tls_conn_classify(t, code);
 		tls_conn_record_verify(t, code, depth, cert, NULL);
+	}
+	if (depth == 0 && t->want_dns_san &&
+	    (cert == NULL || !tls_cert_has_dns_san(cert))) {
+		t->name_failed = true;
+		if (ok)
+			tls_conn_record_verify(t, 0, depth, cert,
+					       "no DNS subjectAltName (the "
+					       "CN is not used)");
+		ok = 0;
 	}
 	if (depth == 0 && t->ip[0] != '\0' &&
 	    (cert == NULL || wolfSSL_X509_check_ip_asc(cert, t->ip, 0) != 1)) {
@@ -439,6 +473,7 @@ tls_conn_set_peer(struct tls_conn *t, const char *host)
 	/* Chain verification alone does not check the name (RELIABILITY F6). */
 	if (wolfSSL_check_domain_name(t->ssl, host) != WOLFSSL_SUCCESS)
 		return -1;
+	t->want_dns_san = true;
 	return 0;
 }
 

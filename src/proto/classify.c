@@ -9,6 +9,7 @@
  * Postfix does (smtp_skip_5xx_greeting, smtp_sasl_auth_soft_bounce).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "outbox/classify.h"
 #include "outbox/str.h"
@@ -53,4 +54,13 @@ classify_status_word(enum dlv_result res)
 		return "bounced";
 	}
 	return "deferred";
+}
+
+bool
+classify_host_limit(const struct smtp_client_result *r)
+{
+	if (r->code < 500 || r->code >= 600 || r->cmd == NULL ||
+	    strcmp(r->cmd, "MAIL") != 0)
+		return false;
+	return strcmp(r->enh, "5.3.4") == 0 || strcmp(r->enh, "5.6.7") == 0;
 }

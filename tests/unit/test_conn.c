@@ -83,7 +83,29 @@ static const char gen_script[] =
 	"subjectAltName=DNS:localhost\n"
 	"EOF\n"
 	"openssl req -x509 $K -keyout self.key -out self.pem -days 30 "
-	"  -subj /CN=localhost -addext subjectAltName=DNS:localhost\n";
+	"  -subj /CN=localhost -addext subjectAltName=DNS:localhost\n"
+	/* F6: a wildcard; CN only, no SAN at all */
+	"leaf wild '*.relay.test' 'DNS:*.relay.test' "
+	"  20200101000000Z 20991231000000Z\n"
+	"openssl req $K -keyout cnonly.key -out cnonly.csr -subj /CN=localhost\n"
+	"openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key "
+	"  -in cnonly.csr -out cnonly.pem -startdate 20200101000000Z "
+	"  -enddate 20991231000000Z -notext\n"
+	/* F6: a leaf signed by an intermediate CA under ca.pem. "inter" is
+	 * the leaf alone (the server omits the intermediate); "chain" is the
+	 * same leaf followed by the intermediate, the control. */
+	"openssl req $K -keyout int.key -out int.csr -subj /CN=Outbox-Int-CA\n"
+	"openssl x509 -req -in int.csr -CA ca.pem -CAkey ca.key "
+	"  -CAcreateserial -days 30 -out int.pem -extfile /dev/stdin <<'EOF'\n"
+	"basicConstraints=critical,CA:TRUE\n"
+	"keyUsage=critical,keyCertSign,cRLSign\n"
+	"EOF\n"
+	"openssl req $K -keyout inter.key -out inter.csr -subj /CN=localhost\n"
+	"openssl x509 -req -in inter.csr -CA int.pem -CAkey int.key "
+	"  -CAcreateserial -days 30 -out inter.pem -extfile /dev/stdin <<'EOF'\n"
+	"subjectAltName=DNS:localhost\n"
+	"EOF\n"
+	"cat inter.pem int.pem > chain.pem; cp inter.key chain.key\n";
 
 static void
 certs_make(void)
@@ -201,8 +223,10 @@ srv_tls_ctx(struct server *s)
 			 wolfSSL_CTX_set_cipher_list(ctx, "ADH-AES128-SHA"));
 		return ctx;
 	}
-	CHECK_EQ(WOLFSSL_SUCCESS, wolfSSL_CTX_use_certificate_file(
-					  ctx, s->cert, WOLFSSL_FILETYPE_PEM));
+	/* A chain file sends every certificate in it (chain.pem); a file
+	 * with one certificate sends just that one. */
+	CHECK_EQ(WOLFSSL_SUCCESS,
+		 wolfSSL_CTX_use_certificate_chain_file(ctx, s->cert));
 	CHECK_EQ(WOLFSSL_SUCCESS, wolfSSL_CTX_use_PrivateKey_file(
 					  ctx, s->key, WOLFSSL_FILETYPE_PEM));
 	/* Register SNI only to read back what the client asked for. */
@@ -865,6 +889,70 @@ test_tls_expired(void)
 	expect_tls_fail(&t, &s, "certificate is not yet valid");
 }
 
+/*
+ * F6: the server omits the intermediate CA; the control sends it. A fresh
+ * context each time: wolfSSL keeps an intermediate it has verified in the
+ * context's store (AddCA with WOLFSSL_CHAIN_CA), so once any server sent
+ * it, a server that omits it verifies too; the last step shows that.
+ */
+static void
+test_tls_missing_intermediate(void)
+{
+	struct server s;
+	struct tc t;
+	char err[128];
+
+	struct tls_ctx *ctx = tls_ctx_new(path("ca.pem"), true, err, sizeof(err));
+	CHECK(ctx != NULL);
+	tls_case(&t, &s, SRV_TLS_ECHO, "inter", ctx, "localhost");
+	expect_tls_fail(&t, &s, "certificate verify failed");
+	tls_case(&t, &s, SRV_TLS_ECHO, "chain", ctx, "localhost");
+	CHECK_EQ(0, t.tls_status);
+	CHECK(t.res.verified);
+	CHECK_STR_EQ(t.rx, "ping\r\n");
+	tls_case(&t, &s, SRV_TLS_ECHO, "inter", ctx, "localhost");
+	printf("  leaf alone after the chain was seen: %s\n",
+	       t.tls_status == 0 && t.res.verified ? "verified (cached)"
+						  : t.res.error);
+	tls_ctx_free(ctx);
+}
+
+/* F6: `*.relay.test` covers exactly one label (RFC 6125 6.4.3). */
+static void
+test_tls_wildcard(void)
+{
+	struct server s;
+	struct tc t;
+
+	tls_case(&t, &s, SRV_TLS_ECHO, "wild", ctx_verify, "mx.relay.test");
+	CHECK_EQ(0, t.tls_status);
+	CHECK(t.res.verified);
+	CHECK_STR_EQ(s.sni, "mx.relay.test");
+	CHECK_STR_EQ(t.rx, "ping\r\n");
+	tls_case(&t, &s, SRV_TLS_ECHO, "wild", ctx_verify, "a.b.relay.test");
+	expect_tls_fail(&t, &s, "mismatch");
+	tls_case(&t, &s, SRV_TLS_ECHO, "wild", ctx_verify, "relay.test");
+	expect_tls_fail(&t, &s, "mismatch");
+}
+
+/* F6: a certificate with the right CN and no subjectAltName is refused:
+ * the name is only ever taken from DNS SANs (RFC 9525 dropped RFC 6125's
+ * CN-ID fallback; wolfSSL_check_domain_name() alone would accept it). */
+static void
+test_tls_cn_only(void)
+{
+	struct server s;
+	struct tc t;
+
+	tls_case(&t, &s, SRV_TLS_ECHO, "cnonly", ctx_verify, "localhost");
+	expect_tls_fail(&t, &s, "no DNS subjectAltName");
+	/* Opportunistic mode still connects, but never calls it verified. */
+	tls_case(&t, &s, SRV_TLS_ECHO, "cnonly", ctx_may, "localhost");
+	CHECK_EQ(0, t.tls_status);
+	CHECK(!t.res.verified);
+	CHECK_STR_EQ(t.rx, "ping\r\n");
+}
+
 static void
 test_tls_may_wrong_name(void)
 {
@@ -1081,6 +1169,9 @@ main(void)
 	test_tls_wrong_name();
 	test_tls_untrusted();
 	test_tls_expired();
+	test_tls_missing_intermediate();
+	test_tls_wildcard();
+	test_tls_cn_only();
 	test_tls_may_wrong_name();
 	test_tls_ip_literal();
 	test_tls_old_protocol();
