@@ -206,8 +206,15 @@ session_data_start(struct session *s)
 	rewrite_stage_free(s->stage);
 	s->stage = rewrite_stage_new(s->d, spool_tx_id(s->tx),
 				     smtp_server_tx(s->srv)->sender);
-	if (s->stage == NULL)
+	if (s->stage == NULL) {
 		s->tx_error = -ENOMEM;
+		static int64_t last_oom;
+		if (daemon_now() - last_oom >= 10) {
+			last_oom = daemon_now();
+			log_warn("%s: out of memory for the header stage (this "
+				 "message gets 451 4.3.0)", spool_tx_id(s->tx));
+		}
+	}
 	smtp_server_data_begin(s->srv, spool_tx_id(s->tx), date);
 }
 
@@ -487,12 +494,32 @@ session_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 	*b = uv_buf_init(s->in.data + s->in.len, SESSION_READ_SIZE);
 }
 
+/* A 421 with text, then close once it is written (or a timeout later). */
+static void
+session_end(struct session *s, const char *text)
+{
+	smtp_server_shutdown(s->srv, text);
+	session_flush(s); /* pump takes no input while replies are stuck */
+	session_pump(s);
+	if (!s->closing) {
+		s->want_close = true;
+		if (s->writes == 0)
+			session_close(s, NULL);
+	}
+}
+
 static void
 session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
 	struct session *s = st->data;
 	if (nread == 0)
 		return;
+	if (nread == UV_ENOBUFS && !s->want_close) {
+		/* No memory for the input buffer: say so rather than vanish. */
+		log_warn("out of memory reading from %s; closing", s->ip);
+		session_end(s, "4.3.0 Error: out of memory");
+		return;
+	}
 	if (nread < 0) {
 		session_close(s, nread == UV_EOF ? "lost connection"
 						 : uv_strerror((int)nread));
@@ -529,14 +556,7 @@ session_timeout_cb(uv_timer_t *t)
 	}
 	log_info("timeout after %s from %s", smtp_server_state_name(s->srv),
 		 s->ip);
-	smtp_server_shutdown(s->srv, "4.4.2 Error: timeout exceeded");
-	session_flush(s); /* pump takes no input while replies are stuck */
-	session_pump(s);
-	if (!s->closing) {
-		s->want_close = true;
-		if (s->writes == 0)
-			session_close(s, NULL);
-	}
+	session_end(s, "4.4.2 Error: timeout exceeded");
 }
 
 static void
