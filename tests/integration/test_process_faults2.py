@@ -47,25 +47,26 @@ class ProcessFaults2(OutboxTestCase):
 
     # ------------------------------------------------------------ D10
     def test_d10_sigterm_with_deliveries_in_flight(self):
-        """5 messages handed to delivery, to a smarthost that answers the end
-        of data after 30 s (the relay ramp opens 2 sessions for 5 jobs: 2
-        messages inside DATA, 3 waiting for those sessions), and 3 idle
-        inbound sessions; SIGTERM: each inbound
-        session gets 421 4.3.2, the daemon exits 0 within 10 s, all 5
-        messages are still in env/ and none is logged status=sent; a
-        restart against a fast smarthost delivers all 5, byte for byte."""
+        """The catalogue's scale: 16 messages handed to a smarthost that
+        answers the end of data after 30 s (the relay ramp opens sessions
+        while the backlog is more than twice the open ones: at least 5
+        messages inside DATA) and 20 idle inbound sessions; SIGTERM: each
+        inbound session gets 421 4.3.2, the daemon exits 0 within 10 s,
+        every message is still in env/ and none is logged status=sent; a
+        restart against a fast smarthost delivers each once, byte for byte."""
+        n_msgs, n_idle = 16, 20
         slow = self.smarthost(extra=["--data-delay", "30"])
         d = self.outboxd(relay=[slow.port])
         sent = {}
-        for i in range(5):
-            data = marker_message("D10-%d" % i)
+        for i in range(n_msgs):
+            data = marker_message("D10-%02d" % i)
             sent[d.send_ok("app@local.test", ["rcpt%d@dest.test" % i], data)] = data
-        harness.wait_for(lambda: data_commands(slow) >= 1 or None, 15, "a DATA at the slow host")
-        time.sleep(1.0)  # let every delivery that can start reach its DATA
+        harness.wait_for(lambda: data_commands(slow) >= 5 or None, 15,
+                         "5 deliveries inside DATA at the slow host")
         in_flight = data_commands(slow)
         sessions = len(slow.sessions())
         idle = []
-        for _ in range(3):
+        for _ in range(n_idle):
             c = RawClient(d.port)
             self.assertEqual(c.read_reply()[0], 220)
             self.assertEqual(c.cmd("EHLO idle.test")[0], 250)
@@ -87,19 +88,20 @@ class ProcessFaults2(OutboxTestCase):
         fast = self.smarthost()
         d.relay = [fast.port]
         d.start()
-        msgs = fast.wait_messages(5, 20)
+        msgs = fast.wait_messages(n_msgs, 30)
         harness.wait_for(lambda: not d.queued(), 10, "queue empty after the restart")
+        by_marker = {re.search(rb"X-Marker: (D10-\d+)", v).group(1): v
+                     for v in sent.values()}
         got = {}
         for m in msgs:
-            mk = re.search(rb"X-Marker: (D10-\d)", m.data).group(1).decode()
+            mk = re.search(rb"X-Marker: (D10-\d+)", m.data).group(1)
             got[mk] = got.get(mk, 0) + 1
-            i = int(mk[-1])
-            self.assertEqual(m.body(), sent[[q for q, v in sent.items()
-                                             if ("D10-%d" % i).encode() in v][0]])
-        self.assertEqual(sorted(got), ["D10-%d" % i for i in range(5)])
+            self.assertEqual(m.body(), by_marker[mk], mk)
+        self.assertEqual(sorted(got), sorted(by_marker))
         self.assertEqual(set(got.values()), {1}, "copies per message at the fast host")
-        print("\n  D10: %d DATA in flight over %d session(s), 3 idle inbound; exit 0 in %.2fs;"
-              " 5/5 kept and delivered after restart" % (in_flight, sessions, took))
+        print("\n  D10: %d DATA in flight over %d session(s), %d idle inbound; exit 0 in %.2fs;"
+              " %d/%d kept and delivered after restart"
+              % (in_flight, sessions, n_idle, took, n_msgs, n_msgs))
 
     # ------------------------------------------------------------ D15
     def test_d15_in_flight_delivery_keeps_old_route(self):
