@@ -44,6 +44,7 @@ struct daemon {
 	uint64_t test_timeout_ms;     /* OUTBOX_TEST_CLIENT_TIMEOUT: caps client timeouts */
 	uint64_t spool_free;          /* bytes free in the spool, measured each second */
 	unsigned route_gen;           /* +1 per reload: older sessions are not reused (D15) */
+	bool queue_loading;           /* the start-up scan is still adding to the queue */
 };
 
 /* listener.c: bind every [listen] address. 0 or -1 (logged). */
@@ -93,6 +94,8 @@ int queue_ctl_delete(struct queue *q, const char *id);
 /* control.c: the UNIX control socket for `outbox queue`. */
 int control_start(struct daemon *d);
 void control_stop(struct daemon *d);
+/* The start-up scan is done: answer the requests held until then. */
+void control_queue_loaded(struct daemon *d);
 
 /* rewrite.c: [rewrite] for locally submitted mail. */
 void rewrite_domain(const struct daemon *d, char *out, size_t size);

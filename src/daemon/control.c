@@ -102,6 +102,8 @@ struct ctl_conn {
 	int open_handles;
 	const char *refuse;     /* error code to answer any request with */
 	bool listing;           /* LIST in progress: more chunks follow */
+	bool held;              /* req waits for the start-up scan to end */
+	struct control_req req; /* the request, while held */
 	bool last;              /* the write in flight ends the reply */
 	bool closing;
 };
@@ -152,6 +154,7 @@ ctl_timeout_cb(uv_timer_t *t)
 }
 
 static void ctl_list_next(struct ctl_conn *conn);
+static void ctl_run(struct ctl_conn *conn, const struct control_req *held);
 
 /* Read and drop what the client sent after its request (bounded, never
  * blocking) so that closing does not reset the connection. */
@@ -423,6 +426,44 @@ ctl_request(struct ctl_conn *conn, const char *line, size_t len)
 		ctl_error(conn, err, "EINVAL");
 		return;
 	}
+	if (d->stopping || d->queue == NULL) {
+		ctl_error(conn, "outboxd is stopping", "ESHUTDOWN");
+		return;
+	}
+	/* Until the start-up scan ends the queue is incomplete: a list would
+	 * miss mail and an id could be unknown. STATUS says so itself. */
+	if (d->queue_loading && req.cmd != CONTROL_STATUS) {
+		log_debug("control: %s held until the queue is loaded",
+			  control_cmd_name(req.cmd));
+		conn->req = req;
+		conn->held = true;
+		return;
+	}
+	ctl_run(conn, &req);
+}
+
+/* Answer the requests held while the queue was loading. */
+void
+control_queue_loaded(struct daemon *d)
+{
+	struct control *c = d->control;
+	if (c == NULL)
+		return;
+	struct ctl_conn *next;
+	for (struct ctl_conn *conn = c->conns; conn != NULL; conn = next) {
+		next = conn->next;
+		if (!conn->held || conn->closing)
+			continue;
+		conn->held = false;
+		ctl_run(conn, &conn->req);
+	}
+}
+
+static void
+ctl_run(struct ctl_conn *conn, const struct control_req *held)
+{
+	struct daemon *d = conn->c->d;
+	struct control_req req = *held;
 	if (d->stopping || d->queue == NULL) {
 		ctl_error(conn, "outboxd is stopping", "ESHUTDOWN");
 		return;

@@ -174,8 +174,10 @@ daemon_recover_done(void *arg, int found)
 {
 	struct daemon *d = arg;
 	recovery = NULL;
+	d->queue_loading = false;
 	log_info("spool %s: %d queued message%s loaded", d->cfg.spool.dir,
 		 found, found == 1 ? "" : "s");
+	control_queue_loaded(d);
 }
 
 /* Stop loading: no queue_add after this (the queue may be freed next). */
@@ -492,6 +494,7 @@ daemon_run(struct daemon *d)
 		return 1;
 	/* Phase 2 loads on the thread pool, so it starts only now that the
 	 * ids are final: its checks compare file owners with geteuid(). */
+	d->queue_loading = true;
 	n = spool_recover_run(recovery, 500, daemon_recover_each,
 			      daemon_recover_done, d);
 	if (n < 0) {
