@@ -4,8 +4,8 @@
  * Direct tests of the listener machine that transcripts cannot express:
  * a client that pipelines without reading stalls with bounded replies, a
  * 100,000 byte line is cut off within SMTP_CMD_MAX, an event owed by the
- * glue is returned again, and freeing in any state releases everything
- * (ASan reports leaks).
+ * glue is returned again, freeing in any state releases everything
+ * (ASan reports leaks), and the error count the glue logs.
  */
 #include "check.h"
 #include "outbox/smtp_server.h"
@@ -176,10 +176,75 @@ test_junk_limit(void)
 	smtp_server_free(s);
 }
 
+/* Feed all of in; the last event is expected to be want. */
+static void
+errors_feed(struct smtp_server *s, const char *in, enum smtp_server_event want)
+{
+	size_t n = strlen(in), off = 0, used = 0;
+	enum smtp_server_event ev = SRV_NEED_MORE;
+	for (int i = 0; i < 1000 && off < n; i++) {
+		ev = smtp_server_feed(s, in + off, n - off, &used);
+		off += used;
+		buf_reset(smtp_server_out(s));
+		if (ev != SRV_NEED_MORE)
+			break;
+	}
+	CHECK_EQ(ev, want);
+}
+
+/*
+ * smtp_server_errors(): the count behind the glue's one summary line per
+ * session (RELIABILITY.md E13). It counts exactly what error_limit counts
+ * -- unknown commands, syntax and sequence errors -- and nothing a
+ * well-behaved client does. A clean session with a message counts nothing.
+ */
+static void
+test_clean_session(void)
+{
+	struct smtp_server_cfg cfg = direct_cfg();
+	struct smtp_server *s = smtp_server_new(&cfg, "192.0.2.1", true);
+	CHECK(s != NULL);
+	smtp_server_greet(s);
+	CHECK_EQ(smtp_server_errors(s), 0);
+	errors_feed(s, "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<r@d.test>\r\n"
+		       "DATA\r\n", SRV_DATA_START);
+	smtp_server_data_begin(s, "Q1", "date");
+	errors_feed(s, "x\r\n.\r\n", SRV_NEED_COMMIT);
+	smtp_server_commit_done(s, 0, "Q1");
+	errors_feed(s, "NOOP\r\nRSET\r\n", SRV_NEED_MORE);
+	CHECK_EQ(smtp_server_errors(s), 0);
+	errors_feed(s, "QUIT\r\n", SRV_CLOSE);
+	CHECK_EQ(smtp_server_errors(s), 0);
+	smtp_server_free(s);
+}
+
+/* Unknown, syntax and sequence errors each count once, up to the limit. */
+static void
+test_each_kind_counts(void)
+{
+	struct smtp_server_cfg cfg = direct_cfg();
+	struct smtp_server *s = smtp_server_new(&cfg, "192.0.2.1", true);
+	smtp_server_greet(s);
+	errors_feed(s, "XYZZY\r\n", SRV_NEED_MORE);
+	CHECK_EQ(smtp_server_errors(s), 1);
+	errors_feed(s, "EHLO c\r\nMAIL FROM:no-brackets\r\n", SRV_NEED_MORE);
+	CHECK_EQ(smtp_server_errors(s), 2);
+	errors_feed(s, "RCPT TO:<r@d.test>\r\n", SRV_NEED_MORE);
+	CHECK_EQ(smtp_server_errors(s), 3);
+	for (int i = 3; i < 19; i++)
+		errors_feed(s, "XYZZY\r\n", SRV_NEED_MORE);
+	CHECK_EQ(smtp_server_errors(s), 19);
+	errors_feed(s, "XYZZY\r\n", SRV_CLOSE); /* the 20th: 421 */
+	CHECK_EQ(smtp_server_errors(s), 20);
+	smtp_server_free(s);
+}
+
 int
 main(void)
 {
 	test_junk_limit();
+	test_clean_session();
+	test_each_kind_counts();
 	test_backpressure();
 	test_long_line();
 	test_free_states();
