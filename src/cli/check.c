@@ -369,13 +369,35 @@ check_known_sub(const char *sub)
 }
 
 static void
-check_teardown(struct check_ctx *ctx)
+check_name_handle(uv_handle_t *h, void *arg)
+{
+	FILE *f = arg;
+	fprintf(f, " %s%s", uv_handle_type_name(uv_handle_get_type(h)),
+		uv_is_closing(h) ? "(closing)" : "");
+}
+
+/* Every probe closes what it opened before its callback chain ends, so
+ * the last uv_run leaves nothing: a loop that will not close is a bug
+ * in a probe (a handle or request left behind), said out loud rather
+ * than ignored. Returns rc, or EX_SOFTWARE in place of a success. */
+static int
+check_teardown(struct check_ctx *ctx, int rc)
 {
 	tls_ctx_free(ctx->tls);
 	ctx->tls = NULL;
 	uv_run(ctx->loop, UV_RUN_DEFAULT);
-	(void)uv_loop_close(ctx->loop);
+	int e = uv_loop_close(ctx->loop);
+	if (e != 0) {
+		fprintf(stderr, "outbox: internal error: event loop closed with "
+				"handles still open (%s):",
+			uv_strerror(e));
+		uv_walk(ctx->loop, check_name_handle, stderr);
+		fputc('\n', stderr);
+		if (rc == 0)
+			rc = EX_SOFTWARE;
+	}
 	tls_global_cleanup();
+	return rc;
 }
 
 int
@@ -400,7 +422,7 @@ cli_check_main(int argc, char **argv)
 	ctx->loop = &loop;
 	int rc = check_setup(ctx, &o);
 	if (rc != 0) {
-		check_teardown(ctx);
+		rc = check_teardown(ctx, rc);
 		free(ctx);
 		return rc;
 	}
@@ -410,7 +432,7 @@ cli_check_main(int argc, char **argv)
 	if (rc == 0)
 		rc = check_print(ctx, &r);
 	check_report_free(&r);
-	check_teardown(ctx);
+	rc = check_teardown(ctx, rc);
 	free(ctx);
 	return rc;
 }

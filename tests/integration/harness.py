@@ -11,6 +11,21 @@ Environment:
   OUTBOX_TEST_KEEP=1  keep each test's temporary directory
   OUTBOX_TEST_CERTS   directory for the generated test PKI (default: a
                       per-user cache in $TMPDIR)
+  OUTBOX_TEST_VALGRIND=DIR  run outboxd (and `outbox`/`outboxd` commands
+                      run through run_cmd) under valgrind memcheck, logs in
+                      DIR; tearDown fails on any memcheck error or a
+                      definite leak (tests/valgrind/run sets it)
+  OUTBOX_TEST_VALGRIND_CLI=0  under OUTBOX_TEST_VALGRIND, run the commands
+                      of run_cmd natively (only the daemon under memcheck;
+                      each memcheck start costs ~0.75 s of CPU)
+  OUTBOX_TEST_TIME_SCALE=N  multiply the harness's waits (wait_for, daemon
+                      start/stop/kill bounds, peer READY, RawClient reads,
+                      run_cmd) by N (default 1; a slow daemon is not a bug)
+  OUTBOX_TEST_SKIP    comma-separated test ids (file.Class.test or
+                      Class.test) to skip, each with its reason kept by
+                      whoever sets it (tests/valgrind/run)
+  OUTBOX_TEST_SIZE_SCALE=F  factor (0 < F <= 1) that heavy tests may apply
+                      to their message counts via harness.sized(n)
 """
 import atexit
 import base64
@@ -50,6 +65,10 @@ LOG_FROM_RE = re.compile(r"(?P<id>%s): from=<(?P<sender>[^>]*)>, size=(?P<size>\
 
 _ALL_PROCS = []
 
+# "event loop closed with handles still open": daemon_cleanup() logs it when
+# uv_loop_close() fails, i.e. a handle (or request) outlived shutdown.
+LOOP_NOT_CLOSED_RE = re.compile(r"event loop closed with handles still open")
+
 
 class HarnessError(AssertionError):
     """A failure of the environment or the daemon seen by the harness."""
@@ -76,6 +95,159 @@ def cli_path():
     return path
 
 
+def time_scale():
+    """OUTBOX_TEST_TIME_SCALE (>= 1; default 1)."""
+    try:
+        v = float(os.environ.get("OUTBOX_TEST_TIME_SCALE") or 1)
+    except ValueError:
+        raise HarnessError("OUTBOX_TEST_TIME_SCALE must be a number")
+    return max(1.0, v)
+
+
+def scaled(seconds):
+    """A time bound stretched by OUTBOX_TEST_TIME_SCALE (for slow runs such
+    as valgrind, where the daemon runs 10-50x slower)."""
+    return seconds * time_scale()
+
+
+def size_scale():
+    """OUTBOX_TEST_SIZE_SCALE, in (0, 1]; default 1."""
+    try:
+        v = float(os.environ.get("OUTBOX_TEST_SIZE_SCALE") or 1)
+    except ValueError:
+        raise HarnessError("OUTBOX_TEST_SIZE_SCALE must be a number")
+    return min(1.0, max(0.001, v))
+
+
+def sized(n, minimum=1):
+    """A heavy test's count n scaled by OUTBOX_TEST_SIZE_SCALE (at least
+    minimum): e.g. 1,000 queued messages become 100 under valgrind."""
+    return max(minimum, int(n * size_scale()))
+
+
+# ---------------------------------------------------------------- valgrind
+
+# --num-callers=12 (valgrind's default): a stack is recorded at every
+# malloc and free, and wolfSSL's handshakes make many; --vgdb=no: no
+# gdbserver FIFOs and polling (nobody attaches a debugger in CI).
+VALGRIND_ARGS = ["--tool=memcheck", "--error-exitcode=99", "--leak-check=full",
+                 "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+                 "--track-fds=no", "--num-callers=12", "--vgdb=no"]
+VALGRIND_SUPP_DIR = os.path.join(TESTS, "valgrind")
+# A memcheck error report's first line; matched as well as the summary
+# because a process killed by a test (SIGKILL) never prints the summary.
+VALGRIND_ERROR_RE = re.compile(
+    r"^==\d+== (Invalid (read|write|free)|Conditional jump or move depends|"
+    r"Use of uninitialised value|Syscall param .* (uninitialised|unaddressable)|"
+    r"Mismatched free|Source and destination overlap|Argument '.*' of function|"
+    r"\d[\d,]* bytes in [\d,]+ blocks are definitely lost)", re.M)
+VALGRIND_SUMMARY_RE = re.compile(r"ERROR SUMMARY: ([\d,]+) errors")
+VALGRIND_LOST_RE = re.compile(r"definitely lost: ([\d,]+) bytes")
+_VALGRIND_TAG = ["run"]   # the current test's log prefix (set by setUp)
+
+
+def valgrind_dir():
+    """OUTBOX_TEST_VALGRIND (a log directory), or None."""
+    return os.environ.get("OUTBOX_TEST_VALGRIND") or None
+
+
+def valgrind_argv(argv, name="proc"):
+    """argv under valgrind memcheck when OUTBOX_TEST_VALGRIND is set (else
+    argv unchanged). The log goes to DIR/<test>.<name>.<pid>.log, which the
+    tearDown of the test that started it checks."""
+    vdir = valgrind_dir()
+    if not vdir:
+        return list(argv)
+    os.makedirs(vdir, exist_ok=True)
+    log = os.path.join(vdir, "%s.%s.%%p.log" % (_VALGRIND_TAG[0], name))
+    supp = []
+    if os.path.isdir(VALGRIND_SUPP_DIR):
+        supp = ["--suppressions=" + os.path.join(VALGRIND_SUPP_DIR, n)
+                for n in sorted(os.listdir(VALGRIND_SUPP_DIR)) if n.endswith(".supp")]
+    prog = argv[0]
+    if "/" in prog:
+        # the child may start in another directory (Proc's cwd)
+        prog = os.path.abspath(prog)
+    return (["valgrind"] + VALGRIND_ARGS + supp + ["--log-file=" + log, prog]
+            + list(argv[1:]))
+
+
+def valgrind_log_problems(path):
+    """(errors, definitely_lost_bytes, excerpt) of one memcheck log."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return 0, 0, ""
+    errors = sum(int(m.group(1).replace(",", "")) for m in VALGRIND_SUMMARY_RE.finditer(text))
+    lost = sum(int(m.group(1).replace(",", "")) for m in VALGRIND_LOST_RE.finditer(text))
+    if not VALGRIND_SUMMARY_RE.search(text):
+        # killed before its summary: count the error reports themselves
+        errors = len(VALGRIND_ERROR_RE.findall(text))
+    if errors == 0 and lost == 0:
+        return 0, 0, ""
+    return errors, lost, "\n".join(text.splitlines()[:150])
+
+
+def valgrind_check(tag):
+    """Problems in the memcheck logs of one test (tag = its log prefix)."""
+    vdir = valgrind_dir()
+    if not vdir or not os.path.isdir(vdir):
+        return []
+    problems = []
+    for n in sorted(os.listdir(vdir)):
+        if not (n.startswith(tag + ".") and n.endswith(".log")):
+            continue
+        errors, lost, excerpt = valgrind_log_problems(os.path.join(vdir, n))
+        if errors or lost:
+            problems.append("valgrind %s: %d error(s), %d bytes definitely lost:\n%s"
+                            % (os.path.join(vdir, n), errors, lost, excerpt))
+    return problems
+
+
+def _note_duration(test):
+    """Under valgrind, append "seconds test" to DIR/durations.txt: the run
+    script prints the slowest tests (where the CI minutes go)."""
+    vdir = valgrind_dir()
+    started = getattr(test, "_started", None)
+    if not vdir or started is None:
+        return
+    try:
+        with open(os.path.join(vdir, "durations.txt"), "a") as f:
+            f.write("%.1f %s\n" % (time.monotonic() - started, test_ident(test)))
+    except OSError:
+        pass
+
+
+def _is_our_binary(path):
+    """Whether path is (a link to) outboxd or the outbox command."""
+    real = os.path.realpath(path)
+    for var in ("OUTBOXD", "OUTBOX_CLI"):
+        p = os.environ.get(var)
+        if p and os.path.realpath(p) == real:
+            return True
+    return False
+
+
+def test_ident(test):
+    """file.Class.method of a TestCase (the file without .py), even when the
+    file runs as __main__."""
+    mod = sys.modules.get(type(test).__module__)
+    fname = getattr(mod, "__file__", None) or type(test).__module__
+    return "%s.%s.%s" % (os.path.splitext(os.path.basename(fname))[0],
+                         type(test).__name__, test._testMethodName)
+
+
+def skip_listed(test):
+    """The OUTBOX_TEST_SKIP entry naming test (a TestCase), or None."""
+    ident = test_ident(test)
+    ids = {ident, ident.split(".", 1)[1]}
+    for item in (os.environ.get("OUTBOX_TEST_SKIP") or "").split(","):
+        if item.strip() and item.strip() in ids:
+            return item.strip()
+    return None
+
+
 def free_port():
     """A port free right now on 127.0.0.1 (bind 0, read, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -84,7 +256,9 @@ def free_port():
 
 
 def wait_for(pred, timeout, what="condition", interval=0.05):
-    """Poll pred() until it returns a true value; bounded in time and count."""
+    """Poll pred() until it returns a true value; bounded in time and count.
+    The timeout is stretched by OUTBOX_TEST_TIME_SCALE."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / interval) + 2):
         value = pred()
@@ -169,6 +343,7 @@ class Proc:
 
     def read_ready(self, timeout=15.0):
         """Read stdout lines until "READY <port>"; returns the port."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         buf = b""
         fd = self.popen.stdout.fileno()
@@ -498,7 +673,7 @@ class RawClient:
 
     def read_reply(self, timeout=None):
         """(code, [lines]) of one (multi-line) reply; (None, []) on EOF."""
-        deadline = time.monotonic() + (timeout or self.timeout)
+        deadline = time.monotonic() + scaled(timeout or self.timeout)
         lines = []
         for _ in range(100000):
             while b"\r\n" not in self.buf and not self.eof:
@@ -520,7 +695,7 @@ class RawClient:
 
     def wait_closed(self, timeout=5.0):
         """True if the server closes the connection within timeout."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         for _ in range(10000):
             if self.eof:
                 return True
@@ -641,7 +816,8 @@ class Outboxd:
             f.write(("---- %s start: %s\n" % (time.strftime("%H:%M:%S"),
                                               " ".join(argv))).encode())
         self.log_offset = self.log_size()
-        self.proc = Proc(argv, self.name, self.dir, env=self.proc_env())
+        self.proc = Proc(valgrind_argv(argv, self.name), self.name, self.dir,
+                         env=self.proc_env())
         # stderr is the log: Proc writes NAME.err; keep one name for both
         return self.proc
 
@@ -670,7 +846,7 @@ class Outboxd:
     def run_to_exit(self, args=None, timeout=10.0):
         """Start and expect the process to exit by itself: (rc, output)."""
         self.spawn(args)
-        rc = self.proc.wait(timeout)
+        rc = self.proc.wait(scaled(timeout))
         if rc is None:
             self.proc.stop(5)
             self.proc = None
@@ -686,7 +862,7 @@ class Outboxd:
         self.proc.signal(sig)
         if sig not in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             return None
-        rc = self.proc.wait(timeout)
+        rc = self.proc.wait(scaled(timeout))
         if rc is None:
             self.proc.signal(signal.SIGKILL)
             self.proc.wait(5)
@@ -701,12 +877,12 @@ class Outboxd:
         """SIGTERM, wait <= timeout, else SIGKILL and fail. Checks the exit code."""
         if self.proc is None:
             return None
-        rc, killed = self.proc.stop(timeout)
+        rc, killed = self.proc.stop(scaled(timeout))
         self.proc = None
         self.exited.append(rc)
         if killed:
             raise HarnessError("%s did not stop within %.0fs of SIGTERM (killed)" % (
-                self.name, timeout))
+                self.name, scaled(timeout)))
         if expect_rc is not None and rc != expect_rc:
             raise HarnessError("%s exited with %s after SIGTERM, expected %s. Log tail:\n%s"
                                % (self.name, rc, expect_rc, tail(self.log_path)))
@@ -824,6 +1000,12 @@ class Outboxd:
             self.user or USER, self.password or PASSWORD))
         return problems
 
+    def shutdown_problems(self):
+        """Lines saying the event loop did not close cleanly at exit
+        (uv_loop_close() != 0: a handle or request outlived shutdown)."""
+        return ["log: %s" % ln.strip() for ln in self.log_text(0).splitlines()
+                if LOOP_NOT_CLOSED_RE.search(ln)][:5]
+
 
 def scan_tree_for(root, needles, max_files=20000):
     found = []
@@ -856,8 +1038,11 @@ def run_cmd(argv, env=None, timeout=30.0, cwd=None):
     full_env.update({"ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1",
                      "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"})
     full_env.update(env or {})
+    if (valgrind_dir() and argv and _is_our_binary(argv[0])
+            and os.environ.get("OUTBOX_TEST_VALGRIND_CLI") != "0"):
+        argv = valgrind_argv(argv, os.path.basename(argv[0]))
     return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=full_env, timeout=timeout,
+                          stderr=subprocess.PIPE, env=full_env, timeout=scaled(timeout),
                           cwd=cwd, text=True, errors="replace")
 
 
@@ -869,6 +1054,13 @@ class OutboxTestCase(unittest.TestCase):
 
     def setUp(self):
         outboxd_path()  # fail at once with a clear message if not set
+        listed = skip_listed(self)
+        if listed:
+            self.skipTest("listed in OUTBOX_TEST_SKIP (%s)" % listed)
+        # memcheck logs of this test are named after it (valgrind_check)
+        self._valgrind_tag = "%s-%s" % (test_ident(self), os.urandom(3).hex())
+        _VALGRIND_TAG[0] = self._valgrind_tag
+        self._started = time.monotonic()
         self.tmp = tempfile.mkdtemp(prefix="outbox-it-%s-" % self._testMethodName)
         self._daemons = []
         self._peers = []
@@ -896,6 +1088,20 @@ class OutboxTestCase(unittest.TestCase):
             return False
         return any(t is self for t, _ in list(result.failures) + list(result.errors))
 
+    def _peer_secret_problems(self):
+        """F11 at the far end: no form of a daemon's relay password in what a
+        smarthost stored (the maildir: envelope JSON + DATA). The smarthost's
+        wire/ dir is not scanned: it holds the AUTH exchange legitimately."""
+        needles = set()
+        for d in self._daemons:
+            needles.update(n for n in secret_forms(d.user or USER, d.password or PASSWORD) if n)
+        problems = []
+        for p in self._peers:
+            if isinstance(p, Smarthost):
+                problems += ["%s: %s" % (p.name, x.replace("spool file", "peer message"))
+                             for x in scan_tree_for(p.maildir, sorted(needles))]
+        return problems
+
     def tearDown(self):
         problems = []
         for d in self._daemons:
@@ -907,8 +1113,12 @@ class OutboxTestCase(unittest.TestCase):
             except HarnessError as e:
                 problems.append(str(e))
             problems += ["%s: %s" % (d.name, p) for p in d.scan()]
+            problems += ["%s: %s" % (d.name, p) for p in d.shutdown_problems()]
         for p in self._peers:
             p.stop()
+        problems += self._peer_secret_problems()
+        problems += valgrind_check(getattr(self, "_valgrind_tag", "-"))
+        _note_duration(self)
         ok = not problems and not self._test_failed()
         if not ok:
             for d in self._daemons:
@@ -928,7 +1138,7 @@ def main(file_timeout=None):
               file=sys.stderr)
         print("0 passed, 1 failed")
         sys.exit(2)
-    limit = int(os.environ.get("OUTBOX_TEST_FILE_TIMEOUT", file_timeout or 280))
+    limit = int(os.environ.get("OUTBOX_TEST_FILE_TIMEOUT") or scaled(file_timeout or 280))
 
     def on_alarm(_sig, _frame):
         _kill_leftovers()

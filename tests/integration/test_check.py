@@ -84,7 +84,10 @@ class CheckTest(unittest.TestCase):
         return self.write("c-%s.ini" % self._testMethodName, text)
 
     def run_check(self, *args, config=None, timeout=2, env=None):
-        argv = [cli_path(), "check"] + list(args) + ["--timeout", str(timeout)]
+        # stretched under valgrind (OUTBOX_TEST_TIME_SCALE): a TLS handshake or
+        # a DNS lookup under memcheck can take longer than 2 s
+        argv = [cli_path(), "check"] + list(args) + [
+            "--timeout", str(int(harness.scaled(timeout)))]
         if config is None:
             config = self.config("[relay]\nca_file = %s\n" % self.certs["ca"])
         argv += ["-c", config]

@@ -33,7 +33,8 @@ class Crash(OutboxTestCase):
         self.assertEqual(len(sh.messages()), 1, "delivered more than once")
 
     def test_restart_with_1000_queued(self):
-        n_msgs, n_threads = 1000, 10
+        # harness.sized(): 1,000 natively, fewer under valgrind
+        n_msgs, n_threads = harness.sized(1000, 50), 10
         port = free_port()
         d = self.outboxd(relay=[port])
         errors = []
@@ -80,7 +81,7 @@ class Crash(OutboxTestCase):
         toks = [token_of(m) for m in sh.messages()]
         self.assertEqual(len(toks), n_msgs, "extra deliveries")
         self.assertEqual(sorted(toks), sorted(accepted), "a message lost or duplicated")
-        print("\n  1000 messages: intake %.1fs, drain after restart %.1fs" % (intake, drain))
+        print("\n  %d messages: intake %.1fs, drain after restart %.1fs" % (n_msgs, intake, drain))
         del msgs
 
 

@@ -198,10 +198,13 @@ class NsOutboxd(Outboxd):
             self.port = free_port()
         self.write_config()
         os.makedirs(self.spool, exist_ok=True)
+        # under OUTBOX_TEST_VALGRIND the exec'd program is memcheck (same pid)
+        daemon = harness.valgrind_argv(
+            [outboxd_path(), "-f", "-c", self.config_path] + list(args or []),
+            self.name)
         argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
                 'mount -t tmpfs -o size="$1",mode=0700 tmpfs "$2" && shift 2 && exec "$@"',
-                "sh", self.tmpfs_size, self.spool,
-                outboxd_path(), "-f", "-c", self.config_path] + list(args or [])
+                "sh", self.tmpfs_size, self.spool] + daemon
         with open(self.log_path, "ab") as f:
             f.write(("---- %s start: %s\n" % (time.strftime("%H:%M:%S"),
                                               " ".join(argv))).encode())

@@ -220,6 +220,16 @@ class Bomber(threading.Thread):
 class Limits(OutboxTestCase):
 
     # ------------------------------------------------------------ E1
+    def assert_rss_growth(self, kib, bound_kib, msg):
+        """RSS growth bound, except under valgrind: memcheck's shadow memory,
+        freed-block queue and code cache are in the same RSS, so there the
+        test still drives the hostile path (memcheck checks it) but the
+        bound is not asserted."""
+        if harness.valgrind_dir():
+            note("RSS bound not asserted under valgrind (+%.1f MiB)", kib / 1024)
+            return
+        self.assertLess(kib, bound_kib, msg)
+
     def test_e1_flood_2000_connections_limit_100(self):
         if not raise_nofile(2000 + 256):
             self.skipTest("RLIMIT_NOFILE hard limit %s < 2,256: cannot hold 2,000 "
@@ -447,7 +457,7 @@ class Limits(OutboxTestCase):
              [ln.split(": ", 1)[-1] for ln in d.log_text().splitlines()
               if "from 127.0.0.1" in ln and ("timeout" in ln or "rror" in ln)
               or "too many errors" in ln][:3])
-        self.assertLess(hwm - hwm0, 16 * 1024, "RSS grew by more than 16 MiB")
+        self.assert_rss_growth(hwm - hwm0, 16 * 1024, "RSS grew by more than 16 MiB")
         s.close()
         self.assertTrue(d.proc.alive())
         return stalled
@@ -549,7 +559,7 @@ class Limits(OutboxTestCase):
         note("%s: %d bytes, %s in %.1fs; VmHWM %d -> %d KiB (+%.1f MiB)", name, len(data),
              res.code, took, hwm0, hwm, (hwm - hwm0) / 1024)
         self.assertIn(res.code, (250, 552, 554), res)
-        self.assertLess(hwm - hwm0, 48 * 1024, "RSS grew by more than 48 MiB")
+        self.assert_rss_growth(hwm - hwm0, 48 * 1024, "RSS grew by more than 48 MiB")
         if res.code == 250:
             msgs = sh.wait_messages(2, 60)
             big = [m for m in msgs if len(m.data) > len(data) // 2]
@@ -587,7 +597,7 @@ class Limits(OutboxTestCase):
         self.assertTrue(bomber.got_ehlo)
         self.assertLess(bomber.sent, 10 * MIB, "the client read the whole 10 MB bomb")
         self.assertIn(qid, d.queued(), "the message left the queue")
-        self.assertLess(hwm - hwm0, 16 * 1024, "RSS grew by more than 16 MiB")
+        self.assert_rss_growth(hwm - hwm0, 16 * 1024, "RSS grew by more than 16 MiB")
         self.assertEqual(d.deliveries(status="sent"), [])
         served(d.port, "a client after the reply bomb")
         # the upstream behaves again on the same port: delivered

@@ -81,7 +81,7 @@ class MxEngine(MxTestCase):
         connections_per_domain = 2, the fast destination's 10 messages,
         queued after the slow backlog, are delivered within 20 s, and the
         slow MX never sees more than 2 sessions at once."""
-        n_slow, n_fast = 1000, 10
+        n_slow, n_fast = harness.sized(1000, 60), 10
         zone = mx_zone({"slow.test": "127.0.0.2", "fast.test": "127.0.0.3"})
         dns = self.dnsmasq(zone)
         slow = self.mx_smarthost("127.0.0.2", extra=["--data-delay", "1.0"])

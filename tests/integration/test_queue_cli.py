@@ -183,7 +183,11 @@ class QueueCli(OutboxTestCase):
     def test_busy_message_delete_waits_for_delivery(self):
         # The smarthost greets, reads EHLO and then stalls: the message is
         # held by a delivery (busy) until the connection ends.
-        fake = self.fake("sendline 220 fake.test ESMTP\nexpect EHLO\nsleep 4\nclose\n")
+        # the stall outlasts the `outbox queue` runs below (scaled: under
+        # valgrind the daemon answers slowly, and each run of the command
+        # itself takes ~1 s with OUTBOX_TEST_VALGRIND_CLI=1)
+        fake = self.fake("sendline 220 fake.test ESMTP\nexpect EHLO\nsleep %d\nclose\n"
+                         % harness.scaled(4))
         d = self.outboxd(relay=[fake.port], settings=SLOW_RETRY)
         a = self.send(d, "A")
         harness.wait_for(lambda: b"EHLO" in fake.received(), 10, "EHLO at the fake")

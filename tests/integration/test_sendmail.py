@@ -119,6 +119,8 @@ class Sendmail(OutboxTestCase):
         self.assertEqual((imp["nrcpt"], imp["uid"]), ("1", "0"))
         msg = sh.wait_messages(1)[0]
         self.assert_cron_message(msg, "root")
+        # the smarthost has the file before the daemon logs its 250
+        d.wait_log(r"to=<root@%s>,.*status=sent" % re.escape(DOMAIN), 10, since=mark)
         self.assertEqual(d.deliveries(status="sent", rcpt="root@" + DOMAIN)[0]["id"],
                          imp["id"])
 

@@ -276,7 +276,10 @@ class Status(OutboxTestCase):
             levels.add(obj["level"])
         self.assertTrue(levels <= {"error", "warning", "info", "debug"}, levels)
         self.assertIn("info", levels)
-        # A reload applies [log] format: back to text lines.
+        # A reload applies [log] format: back to text lines. The message's
+        # last line ("removed") comes just after status=sent; wait for it so
+        # that nothing JSON is still on its way after the mark.
+        d.wait_log(r'"msg":"%s: removed' % qid, 10)
         mark = d.log_size()
         d.settings["log"]["format"] = "text"
         d.write_config()

@@ -19,7 +19,9 @@ import harness
 from harness import OutboxTestCase, make_message
 
 CLIENT_TIMEOUT = 2.0
-TIMEOUT_ENV = {"OUTBOX_TEST_CLIENT_TIMEOUT": "%d" % CLIENT_TIMEOUT}
+# the daemon's SMTP client timeout; stretched under valgrind, where a TLS
+# handshake and AUTH with the smarthost can take longer than 2 s
+TIMEOUT_ENV = {"OUTBOX_TEST_CLIENT_TIMEOUT": "%d" % harness.scaled(CLIENT_TIMEOUT)}
 QID = harness.QID
 
 EHLO_STARTTLS = "send 250-fake.test\\r\\n250-STARTTLS\\r\\n250 8BITMIME\\r\\n"
@@ -137,9 +139,13 @@ class UpstreamFaults3(OutboxTestCase):
         ids = self.notification_ids(d, qid)
         self.assertEqual(len(ids), 1, "notifications logged for %s" % qid)
         # If the DSN rode the fake's session (RSET, then the 421), that one
-        # failure is logged once, not once per code path.
-        self.assertLessEqual(len(d.deliveries(status="deferred", qid=ids[0])), 1,
-                             "one session failure logged twice for the DSN")
+        # failure is logged once, not once per code path. Only the lines of
+        # the fake's session count: a later attempt may defer the DSN again
+        # at the second smarthost (a timeout in a slow run is another session).
+        on_fake = [x["line"] for x in d.deliveries(status="deferred", qid=ids[0])
+                   if re.search(r"relay=[^,]*:%d," % fk.port, x["line"])]
+        self.assertLessEqual(len(on_fake), 1,
+                             "one session failure logged twice for the DSN: %r" % on_fake)
         self.assertEqual(len(d.deliveries(status="sent", qid=ids[0])), 1)
         text = got[0].data.decode("utf-8", "replace")
         for r in rcpts:
