@@ -99,14 +99,18 @@ def tracer_of(tid):
 
 
 class Strace:
-    """strace attached to running threads (-p TID ...); stopped by PID."""
+    """strace attached to running threads (-p TID ...); stopped by PID.
+    paths narrows tracing to calls on those paths (-P PATH ...): strace
+    only counts, and injects at, the calls it traces."""
 
-    def __init__(self, workdir, tids, exprs, out=os.devnull, follow=False):
+    def __init__(self, workdir, tids, exprs, out=os.devnull, follow=False, paths=()):
         argv = [STRACE, "-qq", "-y", "-tt", "-s", "160", "-o", out]
         if follow:
             argv.append("-f")
         for e in exprs:
             argv += ["-e", e]
+        for p in paths:
+            argv += ["-P", p]
         for t in tids:
             argv += ["-p", str(t)]
         self.err_path = os.path.join(workdir, "strace-%d.err" % time.monotonic_ns())

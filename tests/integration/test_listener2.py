@@ -16,6 +16,7 @@ import time
 
 import harness
 from harness import OutboxTestCase, RawClient, make_message, free_port
+from test_listener import open_transaction
 
 SMUGGLE = (b"Subject: t\r\n\r\nhello\n.\nMAIL FROM:<ceo@bank.test>\r\n"
            b"RCPT TO:<victim@dest.test>\r\nDATA\r\nSubject: forged\r\n\r\nx\r\n.\r\n")
@@ -29,19 +30,6 @@ PAIR_RCPT = '"quo\\"te>d"@d.test'
 # towards the error limit, A19).
 BAD_COMMANDS = ["XYZZY", "MAIL FROM:no-brackets", "RCPT TO:<x@y.test>", "HELO",
                 "FOO BAR BAZ"]
-
-
-def open_transaction(c, rcpt="rcpt@dest.test"):
-    code, text = c.read_reply()
-    assert code == 220, text
-    code, text = c.cmd("EHLO app.test")
-    assert code == 250, text
-    code, text = c.cmd("MAIL FROM:<app@local.test>")
-    assert code == 250, text
-    code, text = c.cmd("RCPT TO:<%s>" % rcpt)
-    assert code == 250, text
-    code, text = c.cmd("DATA")
-    assert code == 354, text
 
 
 def printable(data):

@@ -239,8 +239,9 @@ class ProcessFaults(OutboxTestCase):
         paths = ["%s/tmp/%s.u%d" % (spool, qid, n) for n in range(4)]
         sh_wait_data(sh, 1)
         exprs = ["trace=write", "inject=write:error=ENOSPC:when=1"]
-        st = StraceP(self.tmp, self.pool_threads(d), exprs, paths,
-                     out=os.path.join(self.tmp, "d6a.trace"))
+        # -f only for the "TID time call" line shape parse_trace reads
+        st = Strace(self.tmp, self.pool_threads(d), exprs, paths=paths, follow=True,
+                    out=os.path.join(self.tmp, "d6a.trace"))
         m = d.wait_log(r"%s: cannot update the queue file: (.*)" % qid, 15)
         st.detach()
         self.assertRegex(m.group(1), r"(?i)no space left on device")
@@ -282,9 +283,9 @@ class ProcessFaults(OutboxTestCase):
         spool = os.path.realpath(d.spool)
         sh_wait_data(sh, 1)
         out = os.path.join(self.tmp, "d6b.trace")
-        st = StraceP(self.tmp, self.pool_threads(d),
-                     ["trace=renameat,renameat2", "inject=renameat:error=EIO:when=1"],
-                     [spool + "/env"], out=out)
+        st = Strace(self.tmp, self.pool_threads(d),
+                    ["trace=renameat,renameat2", "inject=renameat:error=EIO:when=1"],
+                    paths=[spool + "/env"], follow=True, out=out)
         m = d.wait_log(r"%s: cannot update the queue file: (.*)" % qid, 15)
         st.detach()
         self.assertRegex(m.group(1), r"(?i)i/o error")
@@ -364,32 +365,6 @@ def sh_wait_data(sh, n, timeout=15):
     harness.wait_for(lambda: sum(1 for _s, _t, ln in sh.commands()
                                  if ln.upper().startswith("DATA")) >= n or None,
                      timeout, "%d DATA command(s) at the smarthost" % n)
-
-
-class StraceP(Strace):
-    """strace attached to threads, narrowed to calls on the given paths
-    (-P PATH ...); the detach and the checks are Strace's."""
-
-    def __init__(self, workdir, tids, exprs, paths, out=os.devnull):
-        # -f only for the "TID time call" line shape parse_trace reads
-        argv = [STRACE, "-f", "-qq", "-y", "-tt", "-s", "160", "-o", out]
-        for e in exprs:
-            argv += ["-e", e]
-        for p in paths:
-            argv += ["-P", p]
-        for t in tids:
-            argv += ["-p", str(t)]
-        self.err_path = os.path.join(workdir, "strace-%d.err" % time.monotonic_ns())
-        self.tids = list(tids)
-        with open(self.err_path, "wb") as err:
-            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=err,
-                                          start_new_session=True)
-        harness.wait_for(lambda: all(tracer_of(t) == self.popen.pid for t in self.tids)
-                         or self.popen.poll() is not None, 10, "strace to attach")
-        if self.popen.poll() is not None:
-            raise harness.HarnessError("strace exited (%s): %s" % (
-                self.popen.returncode, harness.tail(self.err_path)))
 
 
 if __name__ == "__main__":
