@@ -559,6 +559,17 @@ class FakeSMTP:
 
 # ---------------------------------------------------------------- messages
 
+def open_transaction(c, rcpt="rcpt@dest.test"):
+    """On a fresh RawClient: greeting, EHLO, MAIL, RCPT, DATA, each answered
+    as a healthy transaction must be (354 last)."""
+    code, text = c.read_reply()
+    assert code == 220, text
+    for line, want in (("EHLO app.test", 250), ("MAIL FROM:<app@local.test>", 250),
+                       ("RCPT TO:<%s>" % rcpt, 250), ("DATA", 354)):
+        code, text = c.cmd(line)
+        assert code == want, "%s -> %r %s" % (line, code, text)
+
+
 def make_message(body, subject="test", sender="app@local.test", to="rcpt@dest.test",
                  msgid=None, headers=()):
     """A complete RFC 5322 message (Date, Message-ID and From present, so

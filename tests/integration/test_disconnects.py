@@ -12,6 +12,7 @@ import threading
 import time
 
 import harness
+from harness import open_transaction
 from harness import OutboxTestCase, RawClient, make_message
 
 
@@ -26,15 +27,6 @@ def by_marker(*smarthosts):
         for m in sh.messages():
             out.setdefault(marker_of(m), []).append(m)
     return out
-
-
-def open_transaction(c, rcpt="rcpt@dest.test"):
-    code, text = c.read_reply()
-    assert code == 220, text
-    for line, want in (("EHLO app.test", 250), ("MAIL FROM:<app@local.test>", 250),
-                       ("RCPT TO:<%s>" % rcpt, 250), ("DATA", 354)):
-        code, text = c.cmd(line)
-        assert code == want, "%s -> %r %s" % (line, code, text)
 
 
 def unsent(sock):

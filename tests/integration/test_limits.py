@@ -17,6 +17,7 @@ import threading
 import time
 
 import harness
+from harness import open_transaction
 from harness import OutboxTestCase, RawClient, make_message, free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -68,15 +69,6 @@ def dir_bytes(path):
     except FileNotFoundError:
         pass
     return total
-
-
-def open_transaction(c, rcpt="rcpt@dest.test"):
-    code, text = c.read_reply()
-    assert code == 220, text
-    for line, want in (("EHLO app.test", 250), ("MAIL FROM:<app@local.test>", 250),
-                       ("RCPT TO:<%s>" % rcpt, 250), ("DATA", 354)):
-        code, text = c.cmd(line)
-        assert code == want, (line, code, text)
 
 
 def served(port, what="other client"):

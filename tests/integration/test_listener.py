@@ -8,23 +8,11 @@ import signal
 import time
 
 import harness
+from harness import open_transaction
 from harness import OutboxTestCase, RawClient, make_message, free_port
 
 SMUGGLE = (b"Subject: t\r\n\r\nhello\n.\nMAIL FROM:<ceo@bank.test>\r\n"
            b"RCPT TO:<victim@dest.test>\r\nDATA\r\nSubject: forged\r\n\r\nx\r\n.\r\n")
-
-
-def open_transaction(c, rcpt="rcpt@dest.test"):
-    code, text = c.read_reply()
-    assert code == 220, text
-    code, text = c.cmd("EHLO app.test")
-    assert code == 250, text
-    code, text = c.cmd("MAIL FROM:<app@local.test>")
-    assert code == 250, text
-    code, text = c.cmd("RCPT TO:<%s>" % rcpt)
-    assert code == 250, text
-    code, text = c.cmd("DATA")
-    assert code == 354, text
 
 
 class Listener(OutboxTestCase):

@@ -16,7 +16,7 @@ import time
 
 import harness
 from harness import OutboxTestCase, RawClient, make_message, free_port
-from test_listener import open_transaction
+from harness import open_transaction
 
 SMUGGLE = (b"Subject: t\r\n\r\nhello\n.\nMAIL FROM:<ceo@bank.test>\r\n"
            b"RCPT TO:<victim@dest.test>\r\nDATA\r\nSubject: forged\r\n\r\nx\r\n.\r\n")
