@@ -83,6 +83,10 @@ dir_sync(struct dir_sync *ds, int fd, unsigned mark)
 	uv_mutex_lock(&ds->mu);
 	uint64_t ticket = ++ds->tickets;
 	while (ds->decided < ticket) {
+		/* Already failed since the mark: no fsync can change that,
+		 * and none is issued in vain on a file that failed one. */
+		if (ds->nfails != mark)
+			break;
 		if (ds->running)
 			uv_cond_wait(&ds->cv, &ds->mu);
 		else
