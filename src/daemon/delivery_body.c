@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Streams a queued message to the server after its 354: reads the message
- * file on the libuv thread pool in DELIVERY_READ_SIZE pieces, runs them
+ * file in DELIVERY_READ_SIZE pieces (on the loop when the page cache has
+ * them, RWF_NOWAIT; else on the libuv thread pool), runs them
  * through the dot-stuffing filter, and writes them to the connection,
  * pausing while more than DELIVERY_HIGH_WATER bytes wait to be sent.
  *
@@ -10,7 +11,11 @@
  * final dot is never sent, the connection is dropped (the server then
  * discards the transaction) and the entry is quarantined.
  */
+#define _GNU_SOURCE /* preadv2, RWF_NOWAIT */
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "outbox/crc32.h"
@@ -73,6 +78,45 @@ delivery_body_finish(struct delivery *dl)
 	delivery_event(dl, smtp_client_body_done(dl->cli));
 }
 
+/*
+ * n bytes (or EOF, or -errno) arrived in dl->rbuf. Returns true if the
+ * next piece should be read now.
+ */
+static bool
+delivery_body_got(struct delivery *dl, ssize_t n)
+{
+	if (n < 0) {
+		log_warn("%s: queue file read error: %s", dl->job->m->env.id,
+			 uv_strerror((int)n));
+		delivery_body_fail(dl, "4.3.0", "queue file read error");
+		return false;
+	}
+	if (n > 0) {
+		dl->crc = crc32_update(dl->crc, dl->rbuf, (size_t)n);
+		dl->roff += n;
+		buf_reset(&dl->wire);
+		if (dot_stuff_feed(&dl->dot, dl->rbuf, (size_t)n,
+				   &dl->wire) != 0 ||
+		    conn_write(dl->conn, dl->wire.data, dl->wire.len) != 0) {
+			delivery_body_fail(dl, "4.3.0", "write error");
+			return false;
+		}
+		buf_reset(&dl->wire);
+	}
+	/* All the envelope's bytes, or the file ended early (a read of 0:
+	 * a short read is not the end, RWF_NOWAIT returns what is cached). */
+	if (n == 0 || (uint64_t)dl->roff == dl->job->m->env.msg_size) {
+		delivery_body_finish(dl);
+		return false;
+	}
+	delivery_set_timer(dl, smtp_client_timeout_ms(dl->cli));
+	if (conn_write_queue(dl->conn) > DELIVERY_HIGH_WATER) {
+		dl->wait_drain = true;
+		return false;
+	}
+	return true;
+}
+
 static void
 delivery_body_read_cb(uv_fs_t *req)
 {
@@ -86,36 +130,39 @@ delivery_body_read_cb(uv_fs_t *req)
 		return;
 	}
 	dl->refs--; /* the timer still holds one */
-	if (n < 0) {
-		log_warn("%s: queue file read error: %s", dl->job->m->env.id,
-			 uv_strerror((int)n));
-		delivery_body_fail(dl, "4.3.0", "queue file read error");
-		return;
-	}
-	if (n == 0) {
-		delivery_body_finish(dl);
-		return;
-	}
-	dl->crc = crc32_update(dl->crc, dl->rbuf, (size_t)n);
-	dl->roff += n;
-	buf_reset(&dl->wire);
-	if (dot_stuff_feed(&dl->dot, dl->rbuf, (size_t)n, &dl->wire) != 0 ||
-	    conn_write(dl->conn, dl->wire.data, dl->wire.len) != 0) {
-		delivery_body_fail(dl, "4.3.0", "write error");
-		return;
-	}
-	buf_reset(&dl->wire);
-	delivery_set_timer(dl, smtp_client_timeout_ms(dl->cli));
-	if (conn_write_queue(dl->conn) > DELIVERY_HIGH_WATER)
-		dl->wait_drain = true;
-	else
+	if (delivery_body_got(dl, n))
 		delivery_body_read(dl);
 }
 
+/* The bytes the envelope says are left, at most one buffer: the read
+ * that brings the last of them ends the body, no read of 0 needed. */
+static size_t
+delivery_body_want(const struct delivery *dl)
+{
+	uint64_t size = dl->job->m->env.msg_size;
+	uint64_t left = size > (uint64_t)dl->roff ? size - (uint64_t)dl->roff : 0;
+	return left < DELIVERY_READ_SIZE ? (size_t)left : DELIVERY_READ_SIZE;
+}
+
+/*
+ * Read pieces straight away while the page cache has them (a message
+ * just accepted always does): preadv2(RWF_NOWAIT) never blocks the loop
+ * on the disk; when it would, the read goes to the thread pool.
+ */
 static void
 delivery_body_read(struct delivery *dl)
 {
-	uv_buf_t b = uv_buf_init(dl->rbuf, DELIVERY_READ_SIZE);
+	for (;;) {
+		dl->rwant = delivery_body_want(dl);
+		struct iovec iov = { dl->rbuf, dl->rwant };
+		ssize_t n = preadv2(dl->fd, &iov, 1, dl->roff, RWF_NOWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP ||
+			      errno == EINTR || errno == ENOSYS))
+			break;
+		if (!delivery_body_got(dl, n < 0 ? -errno : n))
+			return;
+	}
+	uv_buf_t b = uv_buf_init(dl->rbuf, (unsigned)dl->rwant);
 	dl->fsreq.data = dl;
 	int r = uv_fs_read(dl->d->loop, &dl->fsreq, dl->fd, &b, 1, dl->roff,
 			   delivery_body_read_cb);
@@ -139,6 +186,14 @@ delivery_body_start(struct delivery *dl)
 		log_err("%s: cannot open the message file: %s",
 			dl->job->m->env.id, uv_strerror(dl->fd));
 		dl->fd = -1;
+		delivery_body_corrupt(dl);
+		return;
+	}
+	/* Reads stop at the envelope's size: a longer file is caught here. */
+	struct stat st = { 0 };
+	if (fstat(dl->fd, &st) != 0 ||
+	    (uint64_t)st.st_size != dl->job->m->env.msg_size) {
+		dl->roff = st.st_size;
 		delivery_body_corrupt(dl);
 		return;
 	}

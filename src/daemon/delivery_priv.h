@@ -77,6 +77,7 @@ struct delivery {
 	int fd;
 	char *rbuf;
 	int64_t roff;
+	size_t rwant;         /* bytes asked of the read in progress */
 	uint32_t crc;
 	struct dot_stuff dot;
 	struct buf wire;
