@@ -7,12 +7,18 @@
  *   tmp/          messages and envelopes being written
  *   msg/ID        message content (immutable once committed)
  *   env/ID        envelope records (envelope.h); its presence = committed
+ *   log/SEQ       the intake log (spool_log.h): the durable copy of what
+ *                 was committed recently, until msg/ and env/ are synced
  *   corrupt/      quarantined entries, never read again
  *
- * Commit order (I1): write message, fsync, rename tmp -> msg/; write
- * envelope, fsync, rename tmp -> env/; fsync msg/ and env/. Only then is
- * the commit callback called with 0. All blocking work runs on the libuv
- * thread pool; callbacks run on the loop thread. A failed fsync is never
+ * Commit (I1), for a message up to SPOOL_LOG_BODY_MAX: write msg/ID and
+ * env/ID (no fsync), append one record holding envelope and body to the
+ * current log segment, and wait for an fsync of the segment that began
+ * after the append; concurrent commits share it (group commit). Larger
+ * messages: write message, fsync, rename tmp -> msg/; write envelope,
+ * fsync, rename tmp -> env/; fsync msg/ and env/. Only then is the commit
+ * callback called with 0. All blocking work runs on the libuv thread
+ * pool; callbacks run on the loop thread. A failed fsync is never
  * retried on the same file (fsyncgate): the entry is removed and the
  * callback gets the error.
  *
@@ -21,6 +27,7 @@
  * and frees it. Callbacks are never called synchronously from the function
  * that took them.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,11 +50,19 @@ int spool_open(uv_loop_t *loop, const char *dir, struct spool **out,
  * run the loop until spool_pending() is 0 first). */
 void spool_close(struct spool *sp);
 const char *spool_dir(const struct spool *sp);
+/* Call about once a second (loop thread): an intake-log segment idle
+ * since the last call is sealed and retired (spool_log.h). */
+void spool_tick(struct spool *sp);
 /* Operations in flight on the thread pool. */
 unsigned spool_pending(const struct spool *sp);
 
-/* Intake: a new queue id and an open temporary file. 0 or negative errno. */
+/* Intake: a new queue id. The file is created by the first write or the
+ * commit, on the thread pool, never on the loop thread. 0 or -ENOMEM. */
 int spool_tx_begin(struct spool *sp, struct spool_tx **out);
+/* Inside a write or commit callback with a failure: true if the message
+ * file could not even be created (read-only or full spool), which the
+ * caller reports once per interval rather than once per message. */
+bool spool_tx_create_failed(const struct spool_tx *tx);
 const char *spool_tx_id(const struct spool_tx *tx);
 /*
  * Append data (copied) asynchronously. One write at a time per tx:
@@ -135,8 +150,10 @@ void spool_recover_cancel(struct spool_scan *scan);
  */
 int spool_env_update(struct spool *sp, const struct envelope *env, spool_cb cb,
 		     void *arg);
-/* Remove a finished message: env/ID first, then msg/ID, then dir fsync.
- * cb gets -ENOENT if there was no envelope (the message is still removed). */
+/* Remove a finished message: env/ID first, then msg/ID, then a 'D' log
+ * record (not waited for: a crash right after may deliver it again, as
+ * with Postfix's unlink, never lose it). cb gets -ENOENT if there was no
+ * envelope (the message is still removed). */
 int spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg);
 /*
  * Move an entry to corrupt/ as ID.env and ID.msg (e.g. message file fails

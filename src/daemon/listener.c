@@ -16,6 +16,7 @@
 
 #include "outbox/daemon.h"
 #include "outbox/log.h"
+#include "outbox/spool.h"
 #include "outbox/stats.h"
 #include "outbox/str.h"
 
@@ -142,6 +143,8 @@ static void
 listener_space_timer_cb(uv_timer_t *t)
 {
 	struct listener *l = t->data;
+	/* The spool's own once-a-second work rides on this timer. */
+	spool_tick(l->d->spool);
 	if (l->space_busy)
 		return;
 	l->space_req.data = l;

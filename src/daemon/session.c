@@ -179,6 +179,18 @@ session_flush(struct session *s)
 	session_timer_restart(s);
 }
 
+/* At most one line per 10 s: a broken spool must not flood. */
+static void
+session_log_create_failure(int err)
+{
+	static int64_t last_log;
+	if (daemon_now() - last_log >= 10) {
+		last_log = daemon_now();
+		log_warn("cannot create a queue file: %s (new mail gets "
+			 "451 4.3.0)", strerror(-err));
+	}
+}
+
 static void
 session_data_start(struct session *s)
 {
@@ -192,13 +204,7 @@ session_data_start(struct session *s)
 		/* 354 is already out: take the body, answer 451 at the end. */
 		s->tx = NULL;
 		s->tx_error = r;
-		/* At most one line per 10 s: a broken spool must not flood. */
-		static int64_t last_log;
-		if (daemon_now() - last_log >= 10) {
-			last_log = daemon_now();
-			log_warn("cannot create a queue file: %s (new mail gets "
-				 "451 4.3.0)", strerror(-r));
-		}
+		session_log_create_failure(r);
 		smtp_server_data_begin(s->srv, "NOQUEUE", date);
 		return;
 	}
@@ -291,15 +297,19 @@ session_commit_cb(void *arg, int status)
 	struct session_commit *c = arg;
 	struct session *s = c->s;
 	s->spool_busy = false;
-	s->tx = NULL; /* the spool freed it */
+	bool no_file = status != 0 && spool_tx_create_failed(s->tx);
+	s->tx = NULL; /* the spool frees it after this call */
 	if (status == 0) {
 		session_log_intake(s, c->env);
 		stats_add(STATUS_RECEIVED, 1);
 		queue_add(s->d->queue, c->env);
 		c->env = NULL;
 	} else {
-		log_warn("%s: queue file write error: %s", c->env->id,
-			 strerror(-status));
+		if (no_file)
+			session_log_create_failure(status);
+		else
+			log_warn("%s: queue file write error: %s", c->env->id,
+				 strerror(-status));
 		envelope_free(c->env);
 		free(c->env);
 	}
@@ -363,8 +373,11 @@ session_write_chunk_cb(void *arg, int status)
 {
 	struct session *s = arg;
 	s->spool_busy = false;
-	if (status < 0 && s->tx_error == 0)
+	if (status < 0 && s->tx_error == 0) {
 		s->tx_error = status;
+		if (spool_tx_create_failed(s->tx))
+			session_log_create_failure(status);
+	}
 	if (s->closing) {
 		if (s->tx != NULL)
 			spool_tx_abort(s->tx);

@@ -5,16 +5,20 @@
  *	directory descriptors held open for tmp/, msg/, env/ and corrupt/, so
  *	a rename of the spool or a symlink planted in it cannot redirect us.
  *
- *	Every blocking step (write, fsync, rename, unlink) runs in one
- *	uv_queue_work item per operation; the loop thread only allocates,
- *	encodes and calls back. A commit is, in order: fsync the message,
- *	rename it into msg/, fsync msg/, write and fsync the envelope, rename
- *	it into env/, fsync env/. The directory fsyncs are shared by the
- *	commits that run at the same time (dir_sync.h: each waits for an
- *	fsync that began after its rename). Syncing msg/ before the envelope appears
- *	means a crash can never leave an envelope whose message is missing.
- *	A failed step is never retried (fsyncgate): everything the commit
- *	created is unlinked and the callback gets the errno.
+ *	Every blocking step (write, fsync, rename, unlink) runs on the libuv
+ *	thread pool; the loop thread only allocates, encodes and calls back.
+ *	A message up to SPOOL_LOG_BODY_MAX commits through the intake log
+ *	(spool_intake.c, spool_log.c): its files are written without fsync
+ *	and one log record, fsynced together with every other commit of the
+ *	same batch, is what makes the 250 true. A larger message commits file
+ *	by file, here: fsync the message, rename it into msg/, fsync msg/,
+ *	write and fsync the envelope, rename it into env/, fsync env/ (the
+ *	directory fsyncs shared by concurrent commits, dir_sync.h). Syncing
+ *	msg/ before the envelope appears means a crash can never leave an
+ *	envelope whose message is missing. A failed step is never retried
+ *	(fsyncgate): everything the commit created is unlinked and the
+ *	callback gets the errno. Removals unlink both files and append a
+ *	'D' log record, in batches (spool_batch.c).
  *
  *	Ownership: a spool_tx belongs to its caller until spool_tx_commit or
  *	spool_tx_abort; after that to the spool, which frees it when its last
@@ -35,42 +39,21 @@
 #include "outbox/log.h"
 #include "outbox/spool.h"
 #include "outbox/str.h"
+#include "spool_log_priv.h"
 #include "spool_priv.h"
 
-#define SPOOL_TMP_NAME_MAX 48
 
 static const char *const spool_sub_names[SPOOL_NSUB] = {
 	[SPOOL_TMP] = "tmp",
 	[SPOOL_MSG] = "msg",
 	[SPOOL_ENV] = "env",
 	[SPOOL_CORRUPT] = "corrupt",
-};
-
-enum tx_busy { TX_IDLE, TX_WRITING, TX_COMMITTING, TX_CLEANING };
-
-struct spool_tx {
-	struct spool *sp;
-	uv_work_t work;
-	char id[ID_SIZE];
-	char tmpname[SPOOL_TMP_NAME_MAX];   /* tmp/ID.msg */
-	int fd;
-	uint64_t size;
-	uint32_t crc;
-	int werr;             /* first write error; sticky */
-	enum tx_busy busy;
-	bool aborted;         /* owner let go during a write */
-	char *wdata;          /* the write in flight */
-	size_t wlen;
-	struct buf env;       /* encoded envelope, for the commit */
-	spool_cb cb;
-	void *arg;
-	int status;
-	const char *step;     /* where a commit failed, for the log */
-	unsigned mark[SPOOL_NSUB]; /* dir_sync_mark before each rename */
+	[SPOOL_LOG] = "log",
 };
 
 /* One update or remove. */
 struct spool_op {
+	struct spool_link link;   /* in a removal batch; first member */
 	struct spool *sp;
 	uv_work_t work;
 	char id[ID_SIZE];
@@ -82,6 +65,9 @@ struct spool_op {
 	const char *what;
 	const char *step;
 };
+
+static void spool_removals_run(struct spool *sp, struct spool_link *run);
+static void spool_removals_report(struct spool *sp, struct spool_link *item);
 
 /* ------------------------------------------------------------------ */
 /* Thread-pool helpers: no logging, no loop access                    */
@@ -111,7 +97,7 @@ spool_fsync_dir(int dfd)
 }
 
 /* close() can report a deferred write error (NFS); it counts as failure. */
-static int
+int
 spool_close_fd(int *fd)
 {
 	int rc = close(*fd) == 0 ? 0 : -errno;
@@ -120,11 +106,12 @@ spool_close_fd(int *fd)
 }
 
 /*
- * Write a whole new file dfd/name and fsync it. On failure the file is
+ * Write a whole new file dfd/name, and fsync it if sync (a logged commit
+ * does not: its log record is the durable copy). On failure the file is
  * unlinked and the step that failed is stored in *step.
  */
-static int
-spool_write_file(int dfd, const char *name, const struct buf *b,
+int
+spool_write_file(int dfd, const char *name, const struct buf *b, bool sync,
 		 const char **step)
 {
 	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
@@ -135,7 +122,7 @@ spool_write_file(int dfd, const char *name, const struct buf *b,
 	}
 	int rc = spool_write_all(fd, b->data, b->len);
 	*step = "write envelope";
-	if (rc == 0) {
+	if (rc == 0 && sync) {
 		rc = fsync(fd) == 0 ? 0 : -errno;
 		*step = "fsync envelope";
 	}
@@ -149,7 +136,7 @@ spool_write_file(int dfd, const char *name, const struct buf *b,
 	return rc;
 }
 
-static void
+void
 spool_log_failure(const char *id, const char *what, const char *step, int err)
 {
 	log_warn("%s: spool %s failed at %s: %s", id, what,
@@ -255,6 +242,7 @@ spool_open_sub(struct spool *sp, enum spool_sub s, char *err, size_t errlen)
 static void
 spool_free(struct spool *sp)
 {
+	spool_log_free(sp->log);
 	for (int s = 0; s < SPOOL_NSUB; s++) {
 		if (sp->sub[s] >= 0)
 			close(sp->sub[s]);
@@ -321,6 +309,14 @@ spool_open(uv_loop_t *loop, const char *dir, struct spool **out, char *err,
 		rc = -ENOMEM;
 	}
 	sp->dsync_ready = rc == 0;
+	if (rc == 0) {
+		spool_intake_init(sp);
+		spool_batch_init(&sp->removals, sp, 1024, spool_removals_run,
+				 spool_removals_report);
+	}
+	if (rc == 0 && (rc = spool_log_new(sp->sub[SPOOL_LOG], &sp->log)) != 0)
+		spool_set_err(err, errlen, "cannot open %s/log: %s", sp->dir,
+			      strerror(-rc));
 	if (rc != 0) {
 		spool_free(sp);
 		return rc;
@@ -351,7 +347,7 @@ spool_pending(const struct spool *sp)
 	return sp->pending;
 }
 
-static int
+int
 spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
 	    uv_after_work_cb done)
 {
@@ -362,10 +358,65 @@ spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
 }
 
 /* ------------------------------------------------------------------ */
+/* Retiring intake-log segments                                       */
+/* ------------------------------------------------------------------ */
+
+
+static void
+spool_retire_work(uv_work_t *w)
+{
+	struct spool *sp = w->data;
+	sp->retire_status = spool_log_retire(sp->log, sp->retire_seq,
+					     sp->sub[SPOOL_MSG],
+					     sp->sub[SPOOL_ENV]);
+}
+
+static void
+spool_retire_done(uv_work_t *w, int status)
+{
+	struct spool *sp = w->data;
+	sp->pending--;
+	if (sp->retire_status != 0)
+		log_warn("spool: cannot retire log/%016llx: %s; it and later "
+			 "segments stay until the next start",
+			 (unsigned long long)sp->retire_seq,
+			 strerror(-sp->retire_status));
+	spool_log_retired(sp->log, sp->retire_seq, sp->retire_status);
+	sp->retire_seq = 0;
+	spool_retire_kick(sp);
+}
+
+/* Loop thread, after each commit or removal: retire a sealed segment
+ * nobody waits on any more, one at a time. */
+void
+spool_retire_kick(struct spool *sp)
+{
+	if (sp->log == NULL || sp->retire_seq != 0)
+		return;
+	uint64_t seq = spool_log_retire_take(sp->log);
+	if (seq == 0)
+		return;
+	sp->retire_seq = seq;
+	sp->retire_work.data = sp;
+	if (spool_queue(sp, &sp->retire_work, spool_retire_work,
+			spool_retire_done) != 0) {
+		spool_log_retired(sp->log, seq, -EAGAIN);
+		sp->retire_seq = 0;
+	}
+}
+
+void
+spool_tick(struct spool *sp)
+{
+	if (sp->log != NULL && spool_log_seal_idle(sp->log))
+		spool_retire_kick(sp);
+}
+
+/* ------------------------------------------------------------------ */
 /* Intake transaction                                                 */
 /* ------------------------------------------------------------------ */
 
-static void
+void
 spool_tx_free(struct spool_tx *tx)
 {
 	buf_free(&tx->env);
@@ -383,22 +434,39 @@ spool_tx_begin(struct spool *sp, struct spool_tx **out)
 	tx->sp = sp;
 	tx->fd = -1;
 	buf_init(&tx->env, SPOOL_ENV_MAX);
-	/* Ids are unique by construction; O_EXCL makes sure of it. */
-	int rc = -EEXIST;
-	for (int tries = 0; tries < 8 && rc == -EEXIST; tries++) {
-		id_new(tx->id);
-		snprintf(tx->tmpname, sizeof(tx->tmpname), "%s.msg", tx->id);
-		tx->fd = openat(sp->sub[SPOOL_TMP], tx->tmpname,
-				O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-					O_CLOEXEC, 0600);
-		rc = tx->fd >= 0 ? 0 : -errno;
-	}
-	if (rc != 0) {
-		spool_tx_free(tx);
-		return rc;
-	}
+	/* No file yet: the pool thread creates it on first use, so the
+	 * loop thread never waits for an inode allocation. */
+	id_new(tx->id);
+	snprintf(tx->tmpname, sizeof(tx->tmpname), "%s.msg", tx->id);
 	*out = tx;
 	return 0;
+}
+
+/*
+ * Thread pool: create the message file on first use, dfd/name (tmp/ID.msg,
+ * or msg/ID directly for a logged commit, which needs no rename). Ids
+ * are unique by construction; O_EXCL makes sure of it.
+ */
+int
+spool_tx_create(struct spool_tx *tx, int dfd, const char *name)
+{
+	if (tx->created)
+		return 0;
+	tx->fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+					   O_CLOEXEC, 0600);
+	if (tx->fd < 0) {
+		tx->create_failed = true;
+		tx->step = "create message";
+		return -errno;
+	}
+	tx->created = true;
+	return 0;
+}
+
+bool
+spool_tx_create_failed(const struct spool_tx *tx)
+{
+	return tx->create_failed;
 }
 
 const char *
@@ -428,6 +496,10 @@ spool_tx_cleanup_done(uv_work_t *w, int status)
 static void
 spool_tx_cleanup(struct spool_tx *tx)
 {
+	if (!tx->created) {
+		spool_tx_free(tx);
+		return;
+	}
 	tx->busy = TX_CLEANING;
 	tx->work.data = tx;
 	if (spool_queue(tx->sp, &tx->work, spool_tx_cleanup_work,
@@ -442,7 +514,9 @@ static void
 spool_tx_write_work(uv_work_t *w)
 {
 	struct spool_tx *tx = w->data;
-	tx->status = spool_write_all(tx->fd, tx->wdata, tx->wlen);
+	tx->status = spool_tx_create(tx, tx->sp->sub[SPOOL_TMP], tx->tmpname);
+	if (tx->status == 0)
+		tx->status = spool_write_all(tx->fd, tx->wdata, tx->wlen);
 	if (tx->status == 0) {
 		tx->crc = crc32_update(tx->crc, tx->wdata, tx->wlen);
 		tx->size += tx->wlen;
@@ -464,7 +538,7 @@ spool_tx_write_done(uv_work_t *w, int status)
 		spool_tx_cleanup(tx);
 		return;
 	}
-	if (tx->status != 0)
+	if (tx->status != 0 && !tx->create_failed)
 		spool_log_failure(tx->id, "write", "write message", tx->status);
 	tx->cb(tx->arg, tx->status);
 }
@@ -501,6 +575,10 @@ static int
 spool_commit_msg(struct spool_tx *tx)
 {
 	struct spool *sp = tx->sp;
+	if (tx->werr == 0)
+		tx->werr = spool_tx_create(tx, sp->sub[SPOOL_TMP], tx->tmpname);
+	if (tx->create_failed)
+		return tx->werr;
 	if (tx->werr == 0 && tx->wdata != NULL)
 		tx->werr = spool_write_all(tx->fd, tx->wdata, tx->wlen);
 	if (tx->werr != 0) {
@@ -522,10 +600,10 @@ spool_commit_msg(struct spool_tx *tx)
 	return 0;
 }
 
+/* Thread pool: the per-file commit, for messages too big for the log. */
 static void
-spool_tx_commit_work(uv_work_t *w)
+spool_commit_files(struct spool_tx *tx)
 {
-	struct spool_tx *tx = w->data;
 	struct spool *sp = tx->sp;
 	char envtmp[SPOOL_TMP_NAME_MAX];
 	bool msg_in = false, env_in = false;
@@ -539,7 +617,7 @@ spool_tx_commit_work(uv_work_t *w)
 	}
 	if (rc == 0)
 		rc = spool_write_file(sp->sub[SPOOL_TMP], envtmp, &tx->env,
-				      &tx->step);
+				      true, &tx->step);
 	unsigned env_mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
 	if (rc == 0) {
 		tx->step = "rename envelope";
@@ -565,15 +643,27 @@ spool_tx_commit_work(uv_work_t *w)
 		unlinkat(sp->sub[SPOOL_MSG], tx->id, 0);
 }
 
+/* Thread pool: a commit the intake log does not take (too big, or a
+ * write already failed). */
+static void
+spool_tx_commit_work(uv_work_t *w)
+{
+	spool_commit_files(w->data);
+}
+
 static void
 spool_tx_commit_done(uv_work_t *w, int status)
 {
 	struct spool_tx *tx = w->data;
 	tx->sp->pending--;
-	if (tx->status != 0)
+	/* The caller reports a file that could not be created at all
+	 * (spool_tx_create_failed), at most once per interval. */
+	if (tx->status != 0 && !tx->create_failed)
 		spool_log_failure(tx->id, "commit", tx->step, tx->status);
+	struct spool *sp = tx->sp;
 	tx->cb(tx->arg, tx->status);
 	spool_tx_free(tx);
+	spool_retire_kick(sp);
 }
 
 /*
@@ -601,6 +691,12 @@ spool_tx_queue_commit(struct spool_tx *tx, const struct envelope *env,
 	tx->cb = cb;
 	tx->arg = arg;
 	tx->work.data = tx;
+	/* Up to SPOOL_LOG_BODY_MAX: the next intake batch. */
+	if (spool_intake_batchable(tx)) {
+		spool_intake_add(tx);
+		tx->busy = TX_COMMITTING;
+		return 0;
+	}
 	rc = spool_queue(tx->sp, &tx->work, spool_tx_commit_work,
 			 spool_tx_commit_done);
 	if (rc == 0)
@@ -660,16 +756,25 @@ spool_tx_abort(struct spool_tx *tx)
 /* Envelope update and removal                                        */
 /* ------------------------------------------------------------------ */
 
+/* Loop: call op back and free it. */
 static void
-spool_op_done(uv_work_t *w, int status)
+spool_op_report(struct spool_op *op)
 {
-	struct spool_op *op = w->data;
-	op->sp->pending--;
 	if (op->status != 0)
 		spool_log_failure(op->id, op->what, op->step, op->status);
 	op->cb(op->arg, op->status);
 	buf_free(&op->env);
 	free(op);
+}
+
+static void
+spool_op_done(uv_work_t *w, int status)
+{
+	struct spool_op *op = w->data;
+	struct spool *sp = op->sp;
+	sp->pending--;
+	spool_op_report(op);
+	spool_retire_kick(sp);
 }
 
 static struct spool_op *
@@ -707,7 +812,7 @@ spool_update_work(uv_work_t *w)
 	struct spool *sp = op->sp;
 	unsigned mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
 	int rc = spool_write_file(sp->sub[SPOOL_TMP], op->tmpname, &op->env,
-				  &op->step);
+				  true, &op->step);
 	if (rc == 0) {
 		op->step = "rename envelope";
 		rc = renameat(sp->sub[SPOOL_TMP], op->tmpname,
@@ -779,6 +884,43 @@ spool_remove_work(uv_work_t *w)
 	op->status = rc;
 }
 
+/*
+ * With the intake log: unlink both, and a 'D' record (not waited for)
+ * tells a replay the message is gone. Like Postfix's removal of a
+ * delivered queue file, it is not flushed on its own: a crash right
+ * after can at worst deliver it again, never lose mail.
+ */
+static void
+spool_remove_logged(struct spool_op *op)
+{
+	struct spool *sp = op->sp;
+	op->step = "unlink envelope";
+	int rc = unlinkat(sp->sub[SPOOL_ENV], op->id, 0) == 0 ? 0 : -errno;
+	int mrc = unlinkat(sp->sub[SPOOL_MSG], op->id, 0) == 0 ? 0 : -errno;
+	if (rc == 0 && mrc != 0) {
+		op->step = "unlink message";
+		rc = mrc;
+	}
+	(void)spool_log_done(sp->log, op->id);
+	op->status = rc;
+}
+
+/* Thread pool: a batch of logged removals (spool_batch.c). */
+static void
+spool_removals_run(struct spool *sp, struct spool_link *run)
+{
+	(void)sp;
+	for (struct spool_link *l = run; l != NULL; l = l->next)
+		spool_remove_logged((struct spool_op *)l);
+}
+
+static void
+spool_removals_report(struct spool *sp, struct spool_link *item)
+{
+	(void)sp;
+	spool_op_report((struct spool_op *)item);
+}
+
 int
 spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg)
 {
@@ -787,6 +929,10 @@ spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg)
 	struct spool_op *op = spool_op_new(sp, id, "remove", cb, arg);
 	if (op == NULL)
 		return -ENOMEM;
+	if (sp->log != NULL) {
+		spool_batch_add(&sp->removals, &op->link);
+		return 0;
+	}
 	return spool_op_queue(op, spool_remove_work);
 }
 
@@ -803,6 +949,9 @@ spool_quarantine(struct spool *sp, const char *id, const char *why)
 	int rc_msg = spool_quarantine_name(sp, SPOOL_MSG, id, ".msg");
 	if (rc_env == -ENOENT && rc_msg == -ENOENT)
 		return -ENOENT;
+	/* Or a replay would restore it from its log record. */
+	if (sp->log != NULL)
+		(void)spool_log_done(sp->log, id);
 	char text[256];
 	str_sanitize(text, sizeof(text), why, strlen(why));
 	log_warn("%s: quarantined to corrupt/: %s", id, text);

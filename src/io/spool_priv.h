@@ -8,14 +8,51 @@
 
 #include <uv.h>
 
+#include "outbox/buf.h"
 #include "outbox/dir_sync.h"
+#include "outbox/id.h"
 #include "outbox/spool.h"
+#include "outbox/spool_log.h"
 
 /* Subdirectories, each held open so every operation is *at() relative. */
-enum spool_sub { SPOOL_TMP, SPOOL_MSG, SPOOL_ENV, SPOOL_CORRUPT, SPOOL_NSUB };
+enum spool_sub { SPOOL_TMP, SPOOL_MSG, SPOOL_ENV, SPOOL_CORRUPT, SPOOL_LOG,
+		SPOOL_NSUB };
 
 /* An envelope file larger than this is not read (recovery, D7). */
 #define SPOOL_ENV_MAX (16u * 1024u * 1024u)
+
+#define SPOOL_TMP_NAME_MAX 48
+
+/* An item of a batch (spool_batch.c): the first member of its struct. */
+struct spool_link {
+	struct spool_link *next;
+};
+
+struct spool;
+/* Loop-thread list of items and the batch in flight (spool_batch.c). */
+struct spool_batch {
+	struct spool *sp;
+	struct spool_link *head, **tail;  /* waiting for the next batch */
+	struct spool_link *run;           /* the batch in flight */
+	unsigned max;                     /* items per batch */
+	size_t max_bytes;                 /* ...and their bytes (size_fn) */
+	size_t (*size_fn)(const struct spool_link *item); /* NULL: 0 */
+	bool busy;                        /* its work item is in flight */
+	bool hold;                        /* reporting: start the next after */
+	uv_work_t work;
+	/* Pool thread: do the work of every item of run. */
+	void (*run_fn)(struct spool *sp, struct spool_link *run);
+	/* Loop: call the item back and free it. */
+	void (*report)(struct spool *sp, struct spool_link *item);
+};
+/* size_fn and max_bytes may be set after init; a batch always takes at
+ * least one item. */
+void spool_batch_init(struct spool_batch *b, struct spool *sp, unsigned max,
+		      void (*run_fn)(struct spool *sp, struct spool_link *run),
+		      void (*report)(struct spool *sp,
+				     struct spool_link *item));
+/* Loop: queue item (counted in spool_pending until reported). */
+void spool_batch_add(struct spool_batch *b, struct spool_link *item);
 
 struct spool {
 	uv_loop_t *loop;
@@ -28,7 +65,62 @@ struct spool {
 	struct dir_sync dsync[SPOOL_NSUB];
 	bool dsync_ready;
 	unsigned seq;       /* unique suffix for update temporaries */
+	struct spool_log *log;  /* the intake log (spool_log.h) */
+	uv_work_t retire_work;  /* retiring one sealed segment */
+	uint64_t retire_seq;    /* the segment, 0 if none in flight */
+	int retire_status;
+	struct spool_batch intake;   /* small commits (spool_intake.c) */
+	struct spool_batch removals; /* logged removals (spool.c) */
 };
+
+enum tx_busy { TX_IDLE, TX_WRITING, TX_COMMITTING, TX_CLEANING };
+
+/* An intake transaction (spool.h); spool.c and spool_intake.c. */
+struct spool_tx {
+	struct spool_link link;   /* in an intake batch; first member */
+	struct spool *sp;
+	uv_work_t work;
+	char id[ID_SIZE];
+	char tmpname[SPOOL_TMP_NAME_MAX];   /* tmp/ID.msg */
+	int fd;
+	uint64_t size;
+	uint32_t crc;
+	int werr;             /* first write error; sticky */
+	bool created;         /* the message file exists (made on first use) */
+	bool create_failed;   /* ...and making it failed */
+	enum tx_busy busy;
+	bool aborted;         /* owner let go during a write */
+	char *wdata;          /* the write in flight */
+	size_t wlen;
+	struct buf env;       /* encoded envelope, for the commit */
+	spool_cb cb;
+	void *arg;
+	int status;
+	const char *step;     /* where a commit failed, for the log */
+	unsigned mark[SPOOL_NSUB]; /* dir_sync_mark before each rename */
+	bool msg_in, env_in;  /* a logged commit's files, to undo on failure */
+};
+
+
+/* spool.c, for spool_intake.c. Thread-safe unless marked loop. */
+int spool_close_fd(int *fd);
+int spool_write_file(int dfd, const char *name, const struct buf *b,
+		     bool sync, const char **step);
+void spool_log_failure(const char *id, const char *what, const char *step,
+		       int err);
+int spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
+		uv_after_work_cb done);          /* loop */
+void spool_tx_free(struct spool_tx *tx);
+int spool_tx_create(struct spool_tx *tx, int dfd, const char *name);
+void spool_retire_kick(struct spool *sp); /* loop */
+
+/* spool_intake.c: the logged commit (spool_log.h), in batches. */
+/* Loop: may tx join a batch (logged, not failed)? */
+bool spool_intake_batchable(const struct spool_tx *tx);
+/* Loop: add tx (env encoded, cb set) to the next batch. */
+void spool_intake_add(struct spool_tx *tx);
+/* spool_open: set up sp->intake. */
+void spool_intake_init(struct spool *sp);
 
 /* Thread-safe helpers (no logging, no loop access); 0 or -errno. */
 int spool_write_all(int fd, const char *p, size_t n);

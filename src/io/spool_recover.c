@@ -8,6 +8,8 @@
  *	spool_recover_begin (synchronous, before the listener opens; readdir
  *	only, no file is opened):
  *	1. tmp/ holds only work that was never acknowledged: delete it all.
+ *	   Then replay the intake log (spool_log.h), which makes msg/ and
+ *	   env/ hold every message whose record is durable.
  *	2. Snapshot env/: names that are not queue ids, or whose directory
  *	   entry is not a regular file, move to corrupt/ with one log line.
  *	   The rest is sorted by name; ids are time-ordered hex, so old mail
@@ -479,6 +481,26 @@ spool_scan_msg(struct spool_scan *scan)
 	return 0;
 }
 
+/* The intake log a crash left behind (spool_log.h), before the scan. */
+static int
+spool_recover_log(struct spool *sp)
+{
+	struct spool_log_replay_stats st;
+	int rc = spool_log_replay(sp->sub[SPOOL_LOG], sp->sub[SPOOL_TMP],
+				  sp->sub[SPOOL_MSG], sp->sub[SPOOL_ENV], &st);
+	if (rc != 0) {
+		log_err("spool: cannot replay %s/log: %s", sp->dir,
+			  strerror(-rc));
+		return rc;
+	}
+	if (st.segments > 0)
+		log_info("spool: replayed %u log segment(s): %u message(s) "
+			 "still queued, %u rebuilt file(s), %u removal(s)%s",
+			 st.segments, st.accepted, st.rewritten, st.done,
+			 st.torn > 0 ? ", a torn record at the end ignored" : "");
+	return 0;
+}
+
 int
 spool_recover_begin(struct spool *sp, struct spool_scan **out)
 {
@@ -491,6 +513,8 @@ spool_recover_begin(struct spool *sp, struct spool_scan **out)
 	 * build crc32's lazy table here, on the loop thread, not racing. */
 	(void)crc32_update(0, "", 0);
 	int rc = spool_recover_tmp(sp);
+	if (rc == 0)
+		rc = spool_recover_log(sp);
 	if (rc == 0)
 		rc = spool_scan_env(scan);
 	if (rc == 0)

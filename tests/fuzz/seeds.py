@@ -317,6 +317,27 @@ def dedup(seeds):
     return out
 
 
+def seeds_spool_record():
+    """Intake-log segments (spool_record.h): mode byte, then records."""
+    def rec(t, ident, env=b'', body=b''):
+        h = (b'OBL1' + t + bytes(3) + struct.pack('<I', len(env)) + bytes(4) +
+             struct.pack('<Q', len(body)) + ident.ljust(32, b'\0'))
+        crc = zlib.crc32(body, zlib.crc32(env, zlib.crc32(h))) & 0xffffffff
+        return h + struct.pack('<I', crc) + bytes(4) + env + body
+    i1, i2 = b'0123456789ABCDEF', b'00C0FFEE00000001'
+    env = with_crc(env_records(ident=i1))
+    body = b'Subject: x\r\n\r\nhello\r\n'
+    a = rec(b'A', i1, env, body)
+    d = rec(b'D', i1)
+    b = rec(b'A', i2, b'E', b'')
+    out = [b'\x00' + a, b'\x00' + d, b'\x00' + a + d + b, b'\x00' + a + b[:-1],
+           b'\x00' + a + b[:40], b'\x00' + a + bytes(64) + d,
+           b'\x00' + d[:60] + b'\x01' + bytes(3),
+           b'\x01' + a[:56] + bytes(8) + env + body + d[:56] + bytes(8),
+           b'\x01' + (d[:56] + bytes(8)) * 8]
+    return out
+
+
 TARGETS = {
     'addr': seeds_addr,
     'aliases': seeds_aliases,
@@ -334,6 +355,7 @@ TARGETS = {
     'reply': seeds_reply,
     'sendmail_args': seeds_sendmail_args,
     'server': seeds_server,
+    'spool_record': seeds_spool_record,
 }
 
 

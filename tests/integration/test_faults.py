@@ -173,6 +173,49 @@ def raw_send(port, data, rcpt="rcpt@dest.test", timeout=20):
         return None, repr(e)
 
 
+SEG_NAME = r"[0-9a-f]{16}"
+
+
+def writes_to(calls, path):
+    return [c for c in calls if c.name in ("write", "writev", "pwrite64", "pwritev", "pwritev2")
+            and c.fd_path() == path]
+
+
+def fsyncs_of(calls, path):
+    return [c for c in calls if c.name in ("fsync", "fdatasync") and c.fd_path() == path]
+
+
+def renames(calls, tmp_dir, src, dst_dir, dst):
+    return [c for c in calls if c.name.startswith("rename")
+            and ('"%s"' % src) in c.args and ('"%s"' % dst) in c.args
+            and c.fd_path(0) == tmp_dir and c.fd_path(1) == dst_dir]
+
+
+def replies_250(calls, qid):
+    """Writes of the 250 naming qid to a client socket."""
+    return [c for c in calls if c.name in ("write", "writev", "sendto", "sendmsg")
+            and (c.fd_path() or "").startswith("socket:")
+            and "250 2.0.0" in c.args and qid in c.args]
+
+
+def log_records(calls, spool, kind, qid=None):
+    """Appends of intake-log records of kind 'A' or 'D' (for qid) to a
+    segment log/<16 hex digits>; the header (magic, type, queue id) is
+    within strace's -s 160."""
+    seg = re.compile(re.escape(spool) + "/log/" + SEG_NAME + "$")
+    return [c for c in calls if c.name in ("pwritev", "pwritev2", "pwrite64", "write", "writev")
+            and seg.match(c.fd_path() or "") and ('"OBL1' + kind) in c.args
+            and (qid is None or qid in c.args)]
+
+
+def wait_log_empty(d, timeout=10):
+    """The idle seal retires the current segment about 1-2 s after the
+    last append: after this, the next commit creates a new segment and no
+    retire runs concurrently with it."""
+    harness.wait_for(lambda: not d.spool_entries("log"), timeout,
+                     "spool/log/ empty (idle segment retired): %r" % d.spool_entries("log"))
+
+
 def marker_message(marker, size=0):
     filler = ("".join("%s line %05d %s\r\n" % (marker, i, "x" * 60)
                       for i in range(size // 80 + 1))) if size else ""
@@ -259,17 +302,21 @@ class Faults(OutboxTestCase):
 
     # ------------------------------------------------------------ D2
     def test_d2_syscall_order(self):
-        """message writes -> fsync(file) -> rename into msg/ -> fsync(msg/) ->
-        envelope write -> fsync -> rename into env/ -> fsync(env/) -> 250."""
+        """A message over SPOOL_LOG_BODY_MAX (512 KiB) takes the per-file
+        commit: message writes -> fsync(file) -> rename into msg/ ->
+        fsync(msg/) -> envelope write -> fsync -> rename into env/ ->
+        fsync(env/) -> 250."""
         require_strace(self)
         sh = self.smarthost()
         d = self.daemon(sh)
         self.warm_up(d, sh, "D2-WARM")
+        wait_log_empty(d)  # no retire of the warm-up's segment in the trace
         out = os.path.join(self.tmp, "d2.trace")
         st = Strace(self.tmp, [d.proc.pid], [
-            "trace=write,writev,pwrite64,pwritev,fsync,fdatasync,rename,renameat,"
+            "trace=write,writev,pwrite64,pwritev,pwritev2,fsync,fdatasync,rename,renameat,"
             "renameat2,linkat,sendto,sendmsg,openat,close"], out=out, follow=True)
-        data = marker_message("D2-ORDER", size=150000)  # several writes
+        data = marker_message("D2-ORDER", size=600000)  # > 512 KiB, several writes
+        self.assertGreater(len(data), 512 * 1024)
         code, text = raw_send(d.port, data)
         self.assertEqual(code, 250, text)
         qid = harness.queue_id_of(text)
@@ -283,42 +330,30 @@ class Faults(OutboxTestCase):
         tmp_env = "%s/tmp/%s.env" % (spool, qid)
         msg_dir, env_dir, tmp_dir = spool + "/msg", spool + "/env", spool + "/tmp"
 
-        def writes_to(path):
-            return [c for c in calls if c.name in ("write", "writev", "pwrite64", "pwritev")
-                    and c.fd_path() == path]
-
-        def fsyncs_of(path):
-            return [c for c in calls if c.name in ("fsync", "fdatasync") and c.fd_path() == path]
-
-        def renames(src, dst_dir, dst):
-            return [c for c in calls if c.name.startswith("rename")
-                    and ('"%s"' % src) in c.args and ('"%s"' % dst) in c.args
-                    and c.fd_path(0) == tmp_dir and c.fd_path(1) == dst_dir]
-
-        content = writes_to(tmp_msg)
+        content = writes_to(calls, tmp_msg)
         self.assertTrue(content, "no write to %s in the trace (%s)" % (tmp_msg, out))
         written = sum(int(c.ret) for c in content)
         delivered = [m for m in msgs if b"X-Marker: D2-ORDER\r\n" in m.data][0]
         self.assertEqual(written, len(delivered.data),
                          "bytes written to the queue file != bytes delivered")
         self.assertEqual(delivered.body(), data)
-        f_msg = fsyncs_of(tmp_msg)
+        self.assertEqual(log_records(calls, spool, "A", qid), [],
+                         "a message over 512 KiB went through the intake log")
+        f_msg = fsyncs_of(calls, tmp_msg)
         self.assertEqual(len(f_msg), 1, "fsync of the message file: %r" % f_msg)
-        r_msg = renames("%s.msg" % qid, msg_dir, qid)
+        r_msg = renames(calls, tmp_dir, "%s.msg" % qid, msg_dir, qid)
         self.assertEqual(len(r_msg), 1, "rename tmp/ID.msg -> msg/ID: %r" % r_msg)
-        f_msgdir = [c for c in fsyncs_of(msg_dir) if c.start > r_msg[0].end]
+        f_msgdir = [c for c in fsyncs_of(calls, msg_dir) if c.start > r_msg[0].end]
         self.assertTrue(f_msgdir, "no fsync of msg/ after the rename")
-        env_w = writes_to(tmp_env)
+        env_w = writes_to(calls, tmp_env)
         self.assertTrue(env_w, "no envelope write")
-        f_env = fsyncs_of(tmp_env)
+        f_env = fsyncs_of(calls, tmp_env)
         self.assertEqual(len(f_env), 1, "fsync of the envelope: %r" % f_env)
-        r_env = renames("%s.env" % qid, env_dir, qid)
+        r_env = renames(calls, tmp_dir, "%s.env" % qid, env_dir, qid)
         self.assertEqual(len(r_env), 1, "rename tmp/ID.env -> env/ID: %r" % r_env)
-        f_envdir = [c for c in fsyncs_of(env_dir) if c.start > r_env[0].end]
+        f_envdir = [c for c in fsyncs_of(calls, env_dir) if c.start > r_env[0].end]
         self.assertTrue(f_envdir, "no fsync of env/ after the rename")
-        ok = [c for c in calls if c.name in ("write", "writev", "sendto", "sendmsg")
-              and (c.fd_path() or "").startswith("socket:")
-              and "250 2.0.0" in c.args and qid in c.args]
+        ok = replies_250(calls, qid)
         self.assertEqual(len(ok), 1, "the 250 reply to the client: %r" % ok)
         steps = [("last message write", content[-1]), ("fsync(message)", f_msg[0]),
                  ("rename into msg/", r_msg[0]), ("fsync(msg/)", f_msgdir[0]),
@@ -335,21 +370,142 @@ class Faults(OutboxTestCase):
         self.assertGreater(env_w[0].start, f_msgdir[0].end,
                            "envelope written before msg/ was synced")
 
+    def test_d2_syscall_order_logged(self):
+        """A message up to 512 KiB takes the intake log (a 2.5 KB one and a
+        150 KB one streamed in several writes): message writes (to
+        tmp/ID.msg, then a rename into msg/; or to msg/ID created at once)
+        -> envelope write to tmp/ID.env -> rename into env/ -> segment
+        created (openat O_CREAT|O_EXCL, fsync(log/)) -> ONE pwritev of the
+        record, 64 + envelope + message bytes -> fsync(segment) started
+        after it ended -> 250. No fsync of the queue files or msg/, env/
+        before the 250; the delivered message is what was sent."""
+        require_strace(self)
+        sh = self.smarthost()
+        d = self.daemon(sh)
+        self.warm_up(d, sh, "D2L-WARM")
+        figures = [self.d2_logged_one(d, sh, tag, size)
+                   for tag, size in (("D2L-SMALL", 2500), ("D2L-STREAM", 150000))]
+        print("\n  D2 logged: " + "; ".join(
+            "%s: %d message bytes in %d write(s) to %s, record %d bytes, "
+            "fsyncs before the 250 %r"
+            % f for f in figures))
+
+    def d2_logged_one(self, d, sh, tag, size):
+        wait_log_empty(d)  # the commit creates a fresh segment; nothing retires
+        out = os.path.join(self.tmp, "d2-%s.trace" % tag)
+        st = Strace(self.tmp, [d.proc.pid], [
+            "trace=write,writev,pwrite64,pwritev,pwritev2,fsync,fdatasync,rename,renameat,"
+            "renameat2,linkat,sendto,sendmsg,openat,close"], out=out, follow=True)
+        data = marker_message(tag, size=size)
+        code, text = raw_send(d.port, data)
+        self.assertEqual(code, 250, text)
+        qid = harness.queue_id_of(text)
+        self.assertIsNotNone(qid, text)
+        harness.wait_for(lambda: with_marker(sh, tag), 20, "%s delivered" % tag)
+        self.quiet(d)
+        st.detach()
+        calls = parse_trace(out)
+        spool = os.path.realpath(d.spool)
+        tmp_msg = "%s/tmp/%s.msg" % (spool, qid)
+        tmp_env = "%s/tmp/%s.env" % (spool, qid)
+        msg_dir, env_dir, tmp_dir = spool + "/msg", spool + "/env", spool + "/tmp"
+        log_dir = spool + "/log"
+
+        # The message file: through tmp/ID.msg and a rename (a body that
+        # came in chunks), or created as msg/ID at once (a body committed
+        # from memory: no rename needed, it is not acknowledged before
+        # its record is durable either way).
+        via_tmp = writes_to(calls, tmp_msg)
+        direct = writes_to(calls, "%s/%s" % (msg_dir, qid))
+        self.assertTrue(bool(via_tmp) != bool(direct),
+                        "message written to tmp/ID.msg %d times, to msg/ID %d times (%s)"
+                        % (len(via_tmp), len(direct), out))
+        content = via_tmp or direct
+        if size > 100000:
+            self.assertGreater(len(content), 1, "%s: not streamed in several writes" % tag)
+        written = sum(int(c.ret) for c in content)
+        copies = with_marker(sh, tag)
+        self.assertEqual(len(copies), 1, "%s delivered %d times" % (tag, len(copies)))
+        self.assertEqual(written, len(copies[0].data),
+                         "bytes written to the queue file != bytes delivered")
+        self.assertEqual(copies[0].body(), data)
+        r_msg = renames(calls, tmp_dir, "%s.msg" % qid, msg_dir, qid)
+        if via_tmp:
+            self.assertEqual(len(r_msg), 1, "rename tmp/ID.msg -> msg/ID: %r" % r_msg)
+            msg_step = ("rename into msg/", r_msg[0])
+        else:
+            self.assertEqual(r_msg, [], "rename of a message created in msg/")
+            made = [c for c in calls if c.name == "openat" and c.fd_path(0) == msg_dir
+                    and '"%s"' % qid in c.args and "O_CREAT" in c.args and "O_EXCL" in c.args]
+            self.assertEqual(len(made), 1, "creation of msg/%s: %r" % (qid, made))
+            self.assertLess(made[0].end, content[0].start)
+            closed = [c for c in calls if c.name == "close" and c.start > content[-1].end
+                      and c.fd_path() == "%s/%s" % (msg_dir, qid)]
+            self.assertTrue(closed, "msg/%s not closed after its last write" % qid)
+            msg_step = ("close of msg/ID", closed[0])
+        env_w = writes_to(calls, tmp_env)
+        self.assertTrue(env_w, "no envelope write")
+        env_bytes = sum(int(c.ret) for c in env_w)
+        r_env = renames(calls, tmp_dir, "%s.env" % qid, env_dir, qid)
+        self.assertEqual(len(r_env), 1, "rename tmp/ID.env -> env/ID: %r" % r_env)
+        recs = log_records(calls, spool, "A", qid)
+        self.assertEqual(len(recs), 1, "'A' record appends for %s: %r" % (qid, recs))
+        rec = recs[0]
+        self.assertEqual(rec.name, "pwritev", rec)
+        seg = rec.fd_path()
+        self.assertEqual(int(rec.ret), 64 + env_bytes + written,
+                         "record bytes != 64 + envelope %d + message %d: %r"
+                         % (env_bytes, written, rec))
+        self.assertEqual([int(n) for n in re.findall(r"iov_len=(\d+)", rec.args)],
+                         [64, env_bytes, written], "the record's parts: %r" % rec)
+        created = [c for c in calls if c.name == "openat" and c.fd_path(0) == log_dir
+                   and '"%s"' % os.path.basename(seg) in c.args
+                   and "O_CREAT" in c.args and "O_EXCL" in c.args]
+        self.assertEqual(len(created), 1, "creation of %s: %r" % (seg, created))
+        f_logdir = [c for c in fsyncs_of(calls, log_dir) if c.start > created[0].end]
+        self.assertTrue(f_logdir, "no fsync of log/ after creating %s" % seg)
+        f_seg = [c for c in fsyncs_of(calls, seg) if c.start > rec.end]
+        self.assertTrue(f_seg, "no fsync of %s after the record's pwritev" % seg)
+        ok = replies_250(calls, qid)
+        self.assertEqual(len(ok), 1, "the 250 reply to the client: %r" % ok)
+        steps = [("last message write", content[-1]), msg_step,
+                 ("envelope write", env_w[-1]), ("rename into env/", r_env[0]), ("segment create", created[0]),
+                 ("fsync(log/)", f_logdir[0]), ("record pwritev", rec),
+                 ("fsync(segment)", f_seg[0]), ("250 to the client", ok[0])]
+        self.assertTrue(all(c.ret is not None and not c.ret.startswith("-1")
+                            for _, c in steps[:-1]), "a step failed: %r" % steps)
+        for (n1, c1), (n2, c2) in zip(steps, steps[1:]):
+            self.assertLess(c1.end, c2.start, "%s must finish before %s starts:\n  %r\n  %r"
+                            % (n1, n2, c1, c2))
+        self.assertGreater(env_w[0].start, msg_step[1].end,
+                           "envelope written before the message is complete in msg/")
+        for path in (tmp_msg, tmp_env):
+            self.assertEqual(fsyncs_of(calls, path), [], "fsync of %s" % path)
+        before_250 = [c for c in calls if c.name in ("fsync", "fdatasync")
+                      and content[0].start < c.start < ok[0].start]
+        self.assertEqual([c.fd_path() for c in before_250], [log_dir, seg],
+                         "the only flushes of a logged commit: %r" % before_250)
+        return (tag, written, len(content), "tmp/ID.msg + rename" if via_tmp else "msg/ID",
+                int(rec.ret),
+                [os.path.relpath(c.fd_path(), spool) for c in before_250])
+
     # ------------------------------------------------------------ D3
     def test_d3_fsync_eio_every_commit_fsync(self):
-        """EIO from each of the 4 fsyncs of a commit (message, msg/, envelope,
-        env/): 451 4.3.0, nothing left, no retried fsync; the daemon serves on."""
+        """EIO from each of the 4 fsyncs of a per-file commit (a message over
+        512 KiB: message, msg/, envelope, env/): 451 4.3.0, nothing left, no
+        retried fsync; the daemon serves on."""
         require_strace(self)
         sh = self.smarthost()
         d = self.daemon(sh)
         self.warm_up(d, sh, "D3-WARM")
         spool = os.path.realpath(d.spool)
         for n in range(1, 5):
+            wait_log_empty(d)  # no segment retire shifts the fsync count
             out = os.path.join(self.tmp, "d3-%d.trace" % n)
             st = Strace(self.tmp, [d.proc.pid], [
                 "trace=fsync,fdatasync,write,renameat,renameat2,unlinkat",
                 "inject=fsync:error=EIO:when=%d" % n], out=out, follow=True)
-            code, text = raw_send(d.port, marker_message("D3-FAIL-%d" % n))
+            code, text = raw_send(d.port, marker_message("D3-FAIL-%d" % n, size=600000))
             time.sleep(0.3)
             st.detach()
             self.assertTrue(d.alive(), "daemon died after fsync EIO #%d" % n)
@@ -380,6 +536,90 @@ class Faults(OutboxTestCase):
         time.sleep(0.5)
         self.assertFalse([m for m in sh.messages() if b"X-Marker: D3-FAIL" in m.data],
                          "a message answered 451 was delivered")
+
+    def test_d3_fsync_eio_logged_commit(self):
+        """EIO from the fsync of the intake-log segment (a small message):
+        451 4.3.0, env/ msg/ tmp/ empty, the segment never fsynced again
+        (fsyncgate), no 250, a 'D' record for the id in another segment;
+        the daemon serves on. The retire of the failed segment is made to
+        fail too (EIO on its fsync of msg/) so that the segment is still
+        there at the restart: the replay honours the 'D' record and the
+        451'd message is never delivered."""
+        require_strace(self)
+        sh = self.smarthost()
+        d = self.daemon(sh)
+        self.warm_up(d, sh, "D3L-WARM")
+        spool = os.path.realpath(d.spool)
+        wait_log_empty(d)
+        # The one pool thread's fsyncs: #1 log/ (segment created), #2 the
+        # segment (EIO), #3 log/ (a new segment for the 'D'), #4 msg/ in
+        # the retire of the failed segment (EIO), ...
+        out = os.path.join(self.tmp, "d3l.trace")
+        st = Strace(self.tmp, [d.proc.pid], [
+            "trace=fsync,fdatasync,write,writev,pwritev,pwritev2,openat,renameat,renameat2,"
+            "unlinkat", "inject=fsync:error=EIO:when=2+2"], out=out, follow=True)
+        mark = d.mark()
+        code, text = raw_send(d.port, marker_message("D3L-FAIL"))
+        d.wait_log(r"spool: cannot retire log/%s" % SEG_NAME, 10, since=mark)
+        st.detach()
+        self.assertTrue(d.alive(), "daemon died after the segment's fsync EIO")
+        self.assertEqual(code, 451, "segment fsync failed: reply %r %r" % (code, text))
+        self.assertTrue(text.startswith("4.3.0"), text)
+        calls = parse_trace(out)
+        bad = [c for c in calls if c.name == "fsync" and "EIO" in (c.ret or "")]
+        self.assertTrue(bad, "no injected fsync failure in %s" % out)
+        seg = bad[0].fd_path() or ""
+        self.assertRegex(seg, "^" + re.escape(spool) + "/log/" + SEG_NAME + "$",
+                         "the first failed fsync is not the segment's")
+        recs = log_records(calls, spool, "A")
+        self.assertEqual(len(recs), 1, "'A' records: %r" % recs)
+        self.assertEqual(recs[0].fd_path(), seg)
+        self.assertLess(recs[0].end, bad[0].start)
+        # the id in the header is NUL padded: the 16 digits before a "\0"
+        # (a NUL before a digit prints as "\000", so not the first 16)
+        qid = re.search(r"(%s)(?=\\)" % harness.QID,
+                        recs[0].args[recs[0].args.index("OBL1A"):]).group(1)
+        self.assertTrue(writes_to(calls, "%s/tmp/%s.msg" % (spool, qid))
+                        or writes_to(calls, "%s/msg/%s" % (spool, qid)),
+                        "the record's id %s is not the queue file's" % qid)
+        again = [c for c in calls if c.name in ("fsync", "fdatasync")
+                 and c.start > bad[0].end and c.fd_path() == seg]
+        self.assertEqual(again, [], "segment fsynced again after EIO (fsyncgate): %r" % again)
+        self.assertEqual(replies_250(calls, qid), [])
+        self.assertFalse([c for c in calls if "250 2.0.0" in c.args
+                          and (c.fd_path() or "").startswith("socket:")], "250 after the EIO")
+        done = [c for c in log_records(calls, spool, "D", qid) if c.start > bad[0].end]
+        self.assertEqual(len(done), 1, "'D' record for %s: %r" % (qid, done))
+        self.assertNotEqual(done[0].fd_path(), seg, "'D' appended to the failed segment")
+        harness.wait_for(lambda: not d.spool_entries("tmp"), 3, "tmp/ empty")
+        self.assertEqual(d.spool_entries("env"), [])
+        self.assertEqual(d.spool_entries("msg"), [])
+        left = d.spool_entries("log")
+        self.assertIn(os.path.basename(seg), left, "the failed segment was removed")
+        self.assertIn(os.path.basename(done[0].fd_path()), left)
+        d.wait_log(r"%s: spool commit failed at intake log" % qid, 5)
+        data = marker_message("D3L-AFTER")
+        code, text = raw_send(d.port, data)
+        self.assertEqual(code, 250, "after the fault: %s" % text)
+        harness.wait_for(lambda: with_marker(sh, "D3L-AFTER"), 20, "D3L-AFTER delivered")
+        self.assertEqual(with_marker(sh, "D3L-AFTER")[0].body(), data)
+        # the replay of the segments left must not bring it back
+        mark = d.mark()
+        d.restart()
+        m = d.wait_log(r"spool: replayed (\d+) log segment\(s\): (\d+) message\(s\) still "
+                       r"queued, (\d+) rebuilt file\(s\), (\d+) removal\(s\)", 10, since=mark)
+        self.assertGreaterEqual(int(m.group(1)), 2, m.group(0))
+        self.assertEqual(int(m.group(2)), 0, m.group(0))
+        self.assertGreaterEqual(int(m.group(4)), 1, m.group(0))
+        self.assertEqual(d.spool_entries("log"), [], "segments left after the replay")
+        time.sleep(2.5)  # retry_min 1s: a resurrected message would go out now
+        self.assertEqual(d.queued(), [])
+        self.assertEqual(d.spool_entries("msg"), [])
+        self.assertEqual(with_marker(sh, "D3L-FAIL"), [], "a message answered 451 was delivered")
+        self.assertEqual(len(with_marker(sh, "D3L-AFTER")), 1)
+        print("\n  D3 logged: EIO on %s -> 451; 'D' in %s; after restart: %s"
+              % (os.path.relpath(seg, spool), os.path.relpath(done[0].fd_path(), spool),
+                 m.group(0)))
 
     # ------------------------------------------------------------ D4
     def test_d4_disk_full_tmpfs(self):

@@ -320,6 +320,8 @@ class ProcessFaults(OutboxTestCase):
         self.assertEqual(code, 250, text)
         harness.wait_for(lambda: with_marker(sh, "D12R-WARM"), 20, "warm-up delivered")
         harness.wait_for(lambda: not d.queued(), 10, "queue empty")
+        # waits for spool/log/ empty first: the intake log's open segment
+        # would make the read-only remount fail with EBUSY
         d.remount("ro")
         mark = d.mark()
         t0 = time.monotonic()

@@ -33,6 +33,7 @@
 #include "../fuzz/fuzz_reply.c"
 #include "../fuzz/fuzz_sendmail_args.c"
 #include "../fuzz/fuzz_server.c"
+#include "../fuzz/fuzz_spool_record.c"
 
 #define REGRESS_FILE_MAX (1u << 20)
 
@@ -51,6 +52,7 @@ static const struct regress_target regress_targets[] = {
 	{ "qualify", fuzz_qualify },   { "reply", fuzz_reply },
 	{ "sendmail_args", fuzz_sendmail_args },
 	{ "server", fuzz_server },
+	{ "spool_record", fuzz_spool_record },
 };
 
 /* Read a whole (small) file into a heap buffer of exactly its size. */

@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESCRIPTION
+ *	The intake log at run time (spool_log.h): segments, appends under
+ *	one mutex, the shared fsync of a segment (dir_sync.c does the group
+ *	commit: each waiter is covered by an fsync that began after its
+ *	append), sealing, and retiring sealed segments oldest first.
+ *
+ *	Appends go through pwritev at the segment's end offset under lg->mu,
+ *	so records never interleave. A failed or short write truncates the
+ *	segment back and seals it, so a torn record can only ever be the
+ *	last bytes of a segment. A failed fsync seals it too: it is never
+ *	fsynced again (fsyncgate), and its good records become durable on
+ *	their own when it is retired.
+ *
+ *	Ownership: lg owns its segments; a segment leaves the sealed list
+ *	only in spool_log_retired (loop thread), after its retire work ended
+ *	and when no commit holds a reference (refs), so pool threads may use
+ *	a segment they hold without the lock.
+ */
+#define _GNU_SOURCE /* pwritev */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "outbox/crc32.h"
+#include "outbox/dir_sync.h"
+#include "outbox/spool_log.h"
+#include "outbox/spool_record.h"
+#include "spool_log_priv.h"
+
+struct log_seg {
+	struct log_seg *next;   /* sealed list, oldest first */
+	uint64_t seq;
+	int fd;
+	uint64_t end;           /* where the next record goes */
+	unsigned refs;          /* commits that may still wait on its fsync */
+	bool sealed;            /* no more appends */
+	bool retiring;
+	struct dir_sync sync;
+};
+
+struct spool_log {
+	uv_mutex_t mu;
+	int logfd;
+	uint64_t next_seq;
+	struct log_seg *cur;     /* takes appends; NULL until the first */
+	struct log_seg *sealed;  /* waiting to be retired, oldest first */
+	bool retire_busy;        /* one retire at a time, in order */
+	bool retire_broken;      /* a retire failed: keep the rest for replay */
+	uint64_t syncs_gone;     /* fsyncs of segments already freed */
+	uint64_t idle_seq, idle_end; /* cur as the last idle check saw it */
+	int (*fsync_fn)(int fd); /* for new segments; NULL = fsync(2) */
+};
+
+/* ------------------------------------------------------------------ */
+/* Segments                                                           */
+/* ------------------------------------------------------------------ */
+
+int
+spool_log_seg_name(char *out, size_t outlen, uint64_t seq)
+{
+	int n = snprintf(out, outlen, "%016" PRIx64, seq);
+	return n > 0 && (size_t)n < outlen ? 0 : -ENAMETOOLONG;
+}
+
+int
+spool_log_seg_parse(const char *name, uint64_t *seq)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+	for (; name[i] != '\0'; i++) {
+		char c = name[i];
+		int d = c >= '0' && c <= '9' ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0 || i >= 16)
+			return -EINVAL;
+		v = (v << 4) | (uint64_t)d;
+	}
+	if (i != 16 || v == 0)
+		return -EINVAL;
+	*seq = v;
+	return 0;
+}
+
+static void
+log_seg_free(struct spool_log *lg, struct log_seg *s)
+{
+	lg->syncs_gone += s->sync.syncs;
+	if (s->fd >= 0)
+		close(s->fd);
+	dir_sync_destroy(&s->sync);
+	free(s);
+}
+
+/* With mu held. The new segment's name is durable before any record
+ * in it can be acknowledged. */
+static int
+log_seg_create(struct spool_log *lg, struct log_seg **out)
+{
+	struct log_seg *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	char name[32];
+	s->seq = lg->next_seq++;
+	int rc = spool_log_seg_name(name, sizeof(name), s->seq);
+	if (rc == 0)
+		rc = dir_sync_init(&s->sync, lg->fsync_fn);
+	if (rc != 0) {
+		free(s);
+		return rc < 0 ? rc : -ENOMEM;
+	}
+	s->fd = openat(lg->logfd, name, O_RDWR | O_CREAT | O_EXCL |
+				       O_NOFOLLOW | O_CLOEXEC, 0600);
+	rc = s->fd >= 0 ? 0 : -errno;
+	if (rc == 0 && fsync(lg->logfd) != 0) {
+		rc = -errno;
+		unlinkat(lg->logfd, name, 0);
+	}
+	if (rc != 0) {
+		log_seg_free(lg, s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+/* With mu held: no more appends; it joins the retire list. */
+static void
+log_seal(struct spool_log *lg, struct log_seg *s)
+{
+	if (s->sealed)
+		return;
+	s->sealed = true;
+	if (lg->cur == s)
+		lg->cur = NULL;
+	struct log_seg **p = &lg->sealed;
+	while (*p != NULL)
+		p = &(*p)->next;
+	*p = s;
+}
+
+static int
+log_scan_max(int logfd, uint64_t *max)
+{
+	int fd = openat(logfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		int rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	*max = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		uint64_t seq;
+		if (spool_log_seg_parse(de->d_name, &seq) == 0 && seq > *max)
+			*max = seq;
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+spool_log_new(int logfd, struct spool_log **out)
+{
+	*out = NULL;
+	struct spool_log *lg = calloc(1, sizeof(*lg));
+	if (lg == NULL)
+		return -ENOMEM;
+	lg->logfd = logfd;
+	uint64_t max = 0;
+	int rc = log_scan_max(logfd, &max);
+	if (rc == 0 && uv_mutex_init(&lg->mu) != 0)
+		rc = -ENOMEM;
+	if (rc != 0) {
+		free(lg);
+		return rc;
+	}
+	lg->next_seq = max + 1;
+	/* Pool threads compute CRCs: build the lazy table here, first. */
+	(void)crc32_update(0, "", 0);
+	*out = lg;
+	return 0;
+}
+
+void
+spool_log_free(struct spool_log *lg)
+{
+	if (lg == NULL)
+		return;
+	if (lg->cur != NULL)
+		log_seg_free(lg, lg->cur);
+	while (lg->sealed != NULL) {
+		struct log_seg *s = lg->sealed;
+		lg->sealed = s->next;
+		log_seg_free(lg, s);
+	}
+	uv_mutex_destroy(&lg->mu);
+	free(lg);
+}
+
+void
+spool_log_set_fsync(struct spool_log *lg, int (*fsync_fn)(int fd))
+{
+	uv_mutex_lock(&lg->mu);
+	lg->fsync_fn = fsync_fn;
+	uv_mutex_unlock(&lg->mu);
+}
+
+bool
+spool_log_seal_idle(struct spool_log *lg)
+{
+	bool sealed = false;
+	uv_mutex_lock(&lg->mu);
+	struct log_seg *s = lg->cur;
+	if (s != NULL && s->refs == 0 && s->seq == lg->idle_seq &&
+	    s->end == lg->idle_end) {
+		log_seal(lg, s);
+		sealed = true;
+	}
+	lg->idle_seq = s != NULL && !sealed ? s->seq : 0;
+	lg->idle_end = s != NULL && !sealed ? s->end : 0;
+	uv_mutex_unlock(&lg->mu);
+	return sealed;
+}
+
+uint64_t
+spool_log_syncs(struct spool_log *lg)
+{
+	uv_mutex_lock(&lg->mu);
+	uint64_t n = lg->syncs_gone;
+	if (lg->cur != NULL)
+		n += lg->cur->sync.syncs;
+	for (struct log_seg *s = lg->sealed; s != NULL; s = s->next)
+		n += s->sync.syncs;
+	uv_mutex_unlock(&lg->mu);
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Appends                                                            */
+/* ------------------------------------------------------------------ */
+
+static int
+log_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t w = pwritev(fd, iov, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		off += (uint64_t)w;
+		size_t left = (size_t)w;
+		while (n > 0 && left >= iov->iov_len) {
+			left -= iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + left;
+			iov->iov_len -= left;
+		}
+	}
+	return 0;
+}
+
+/* With mu held: the segment that takes len more bytes. */
+static int
+log_current(struct spool_log *lg, size_t len, struct log_seg **out)
+{
+	struct log_seg *s = lg->cur;
+	if (s != NULL && s->end > 0 && s->end + len > SPOOL_LOG_SEG_MAX)
+		log_seal(lg, s);
+	if (lg->cur == NULL) {
+		int rc = log_seg_create(lg, &lg->cur);
+		if (rc != 0)
+			return rc;
+	}
+	*out = lg->cur;
+	return 0;
+}
+
+/*
+ * Append one record. With held != NULL the segment is returned with a
+ * reference (and *mark for dir_sync) so the caller can wait for it.
+ */
+static int
+log_append(struct spool_log *lg, struct iovec *iov, int n, size_t len,
+	   struct log_seg **held, unsigned *mark)
+{
+	uv_mutex_lock(&lg->mu);
+	struct log_seg *s;
+	int rc = log_current(lg, len, &s);
+	unsigned m = rc == 0 ? dir_sync_mark(&s->sync) : 0;
+	if (rc == 0 && m != 0) {
+		/* An fsync of it failed and its waiter has not sealed it
+		 * yet: never append (and so fsync) there again. */
+		log_seal(lg, s);
+		rc = log_current(lg, len, &s);
+		m = rc == 0 ? dir_sync_mark(&s->sync) : 0;
+	}
+	if (rc == 0) {
+		if (mark != NULL)
+			*mark = m;
+		rc = log_pwritev_all(s->fd, iov, n, s->end);
+		if (rc != 0) {
+			/* Keep a torn record from ever sitting between two
+			 * good ones: cut it off, and append elsewhere. */
+			(void)ftruncate(s->fd, (off_t)s->end);
+			log_seal(lg, s);
+		} else {
+			s->end += len;
+			if (held != NULL) {
+				s->refs++;
+				*held = s;
+			}
+		}
+	}
+	uv_mutex_unlock(&lg->mu);
+	return rc;
+}
+
+int
+spool_log_append_sync(struct spool_log *lg, struct iovec *iov, int n,
+		      size_t len)
+{
+	struct log_seg *s = NULL;
+	unsigned mark = 0;
+	int rc = log_append(lg, iov, n, len, &s, &mark);
+	if (rc != 0)
+		return rc;
+	rc = dir_sync(&s->sync, s->fd, mark);
+	uv_mutex_lock(&lg->mu);
+	s->refs--;
+	if (rc != 0)
+		log_seal(lg, s);
+	uv_mutex_unlock(&lg->mu);
+	return rc;
+}
+
+int
+spool_log_accept(struct spool_log *lg, const char *id, const char *env,
+		 size_t env_len, const char *body, size_t body_len)
+{
+	char hdr[SPOOL_REC_HDR];
+	spool_rec_header(hdr, SPOOL_REC_ACCEPT, id, env, env_len, body,
+			 body_len);
+	struct iovec iov[3] = {
+		{ hdr, sizeof(hdr) },
+		{ (void *)env, env_len },
+		{ (void *)body, body_len },
+	};
+	return spool_log_append_sync(lg, iov, body_len > 0 ? 3 : 2,
+				     sizeof(hdr) + env_len + body_len);
+}
+
+int
+spool_log_done(struct spool_log *lg, const char *id)
+{
+	char hdr[SPOOL_REC_HDR];
+	spool_rec_header(hdr, SPOOL_REC_DONE, id, NULL, 0, NULL, 0);
+	struct iovec iov = { hdr, sizeof(hdr) };
+	return log_append(lg, &iov, 1, sizeof(hdr), NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Retiring sealed segments                                           */
+/* ------------------------------------------------------------------ */
+
+uint64_t
+spool_log_retire_take(struct spool_log *lg)
+{
+	uint64_t seq = 0;
+	uv_mutex_lock(&lg->mu);
+	struct log_seg *s = lg->sealed;
+	if (s != NULL && !lg->retire_busy && !lg->retire_broken &&
+	    s->refs == 0) {
+		s->retiring = true;
+		lg->retire_busy = true;
+		seq = s->seq;
+	}
+	uv_mutex_unlock(&lg->mu);
+	return seq;
+}
+
+static struct log_seg *
+log_find_sealed(struct spool_log *lg, uint64_t seq)
+{
+	uv_mutex_lock(&lg->mu);
+	struct log_seg *s = lg->sealed;
+	while (s != NULL && s->seq != seq)
+		s = s->next;
+	uv_mutex_unlock(&lg->mu);
+	return s;
+}
+
+int
+spool_log_retire(struct spool_log *lg, uint64_t seq, int msgfd, int envfd)
+{
+	struct log_seg *s = log_find_sealed(lg, seq);
+	if (s == NULL || !s->retiring)
+		return -ENOENT;
+	char *data = NULL;
+	int rc = spool_log_read_seg(s->fd, s->end, &data);
+	if (rc == 0)
+		rc = spool_log_sync_survivors(data, (size_t)s->end, msgfd,
+					      envfd);
+	free(data);
+	char name[32];
+	if (rc == 0)
+		rc = spool_log_seg_name(name, sizeof(name), seq);
+	if (rc == 0 && unlinkat(lg->logfd, name, 0) != 0)
+		rc = -errno;
+	if (rc == 0 && fsync(lg->logfd) != 0)
+		rc = -errno;
+	return rc;
+}
+
+void
+spool_log_retired(struct spool_log *lg, uint64_t seq, int status)
+{
+	uv_mutex_lock(&lg->mu);
+	lg->retire_busy = false;
+	if (status != 0) {
+		lg->retire_broken = true;
+	} else {
+		struct log_seg **p = &lg->sealed;
+		while (*p != NULL && (*p)->seq != seq)
+			p = &(*p)->next;
+		struct log_seg *s = *p;
+		if (s != NULL) {
+			*p = s->next;
+			log_seg_free(lg, s);
+		}
+	}
+	uv_mutex_unlock(&lg->mu);
+}

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef OUTBOX_SPOOL_LOG_PRIV_H
+#define OUTBOX_SPOOL_LOG_PRIV_H
+/* Shared by spool_log.c (run time) and spool_log_replay.c (start-up).
+ * All thread-safe, no logging; 0 or -errno. */
+#include <stddef.h>
+#include <stdint.h>
+
+/* log/ names: 16 lower-case hex digits, never 0. */
+int spool_log_seg_name(char *out, size_t outlen, uint64_t seq);
+int spool_log_seg_parse(const char *name, uint64_t *seq);
+/* The first len bytes of fd into a new heap buffer *out (caller frees). */
+int spool_log_read_seg(int fd, uint64_t len, char **out);
+/* fsync msg/ID and env/ID of every 'A' record in data that still has
+ * them, then msg/ and env/ themselves. */
+int spool_log_sync_survivors(const char *data, size_t len, int msgfd,
+			     int envfd);
+
+#endif

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESCRIPTION
+ *	The intake log at start-up (spool_log.h): rebuild msg/ and env/ from
+ *	the segments a crash left, make the rebuilt state durable file by
+ *	file, then remove the segments. Also the segment reading shared
+ *	with retiring.
+ *
+ *	Two passes over the segments, in order: the first collects the ids
+ *	of 'D' records (a message removed, or a commit that failed), the
+ *	second restores every 'A' record not among them. A record is the
+ *	authority for the message body; an envelope on disk is kept when it
+ *	decodes and describes the same body (it may carry per-recipient
+ *	progress newer than the record). Parsing stops at the first bytes
+ *	that are not a valid record: only a segment's tail can be torn.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "outbox/crc32.h"
+#include "outbox/envelope.h"
+#include "outbox/spool_log.h"
+#include "outbox/spool_record.h"
+#include "spool_log_priv.h"
+
+struct replay {
+	int logfd, tmpfd, msgfd, envfd;
+	uint64_t *segs;             /* segment numbers, sorted */
+	size_t nsegs;
+	char (*done)[ID_SIZE];      /* ids of 'D' records, sorted */
+	size_t ndone, capdone;
+	struct spool_log_replay_stats *st;
+};
+
+static int
+pread_all(int fd, char *p, size_t n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+int
+spool_log_read_seg(int fd, uint64_t len, char **out)
+{
+	*out = NULL;
+	if (len > SIZE_MAX / 2)
+		return -EFBIG;
+	char *data = malloc(len > 0 ? (size_t)len : 1);
+	if (data == NULL)
+		return -ENOMEM;
+	int rc = pread_all(fd, data, (size_t)len, 0);
+	if (rc != 0) {
+		free(data);
+		return rc;
+	}
+	*out = data;
+	return 0;
+}
+
+/* fsync dfd/name if it is there; a missing file is fine. */
+static int
+sync_name(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+				   O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	int rc = fsync(fd) == 0 ? 0 : -errno;
+	close(fd);
+	return rc;
+}
+
+static int
+sync_dirs(int msgfd, int envfd)
+{
+	if (fsync(msgfd) != 0 || fsync(envfd) != 0)
+		return -errno;
+	return 0;
+}
+
+int
+spool_log_sync_survivors(const char *data, size_t len, int msgfd, int envfd)
+{
+	struct spool_rec r;
+	size_t off = 0;
+	int rc = 0;
+	while (rc == 0 && spool_rec_parse(data + off, len - off, &r) == 1) {
+		off += r.total;
+		if (r.type != SPOOL_REC_ACCEPT)
+			continue;
+		rc = sync_name(msgfd, r.id);
+		if (rc == 0)
+			rc = sync_name(envfd, r.id);
+	}
+	return rc == 0 ? sync_dirs(msgfd, envfd) : rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Listing and reading segments                                       */
+/* ------------------------------------------------------------------ */
+
+static int
+u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int
+replay_list(struct replay *rp)
+{
+	int fd = openat(rp->logfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		int rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	size_t cap = 0;
+	int rc = 0;
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		uint64_t seq;
+		if (spool_log_seg_parse(de->d_name, &seq) != 0)
+			continue;
+		if (rp->nsegs == cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			uint64_t *n = realloc(rp->segs, nc * sizeof(*n));
+			if (n == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			rp->segs = n;
+			cap = nc;
+		}
+		rp->segs[rp->nsegs++] = seq;
+	}
+	closedir(d);
+	if (rc == 0 && rp->nsegs > 1)
+		qsort(rp->segs, rp->nsegs, sizeof(*rp->segs), u64_cmp);
+	return rc;
+}
+
+/* Segment number i, whole, into *data. */
+static int
+replay_read(struct replay *rp, size_t i, char **data, size_t *len)
+{
+	char name[32];
+	int rc = spool_log_seg_name(name, sizeof(name), rp->segs[i]);
+	if (rc != 0)
+		return rc;
+	int fd = openat(rp->logfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+					 O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		rc = -EINVAL;
+	if (rc == 0)
+		rc = spool_log_read_seg(fd, (uint64_t)st.st_size, data);
+	close(fd);
+	if (rc == 0)
+		*len = (size_t)st.st_size;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Pass 1: the 'D' ids                                                */
+/* ------------------------------------------------------------------ */
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static int
+replay_add_done(struct replay *rp, const char *id)
+{
+	if (rp->ndone == rp->capdone) {
+		size_t nc = rp->capdone ? rp->capdone * 2 : 64;
+		void *n = realloc(rp->done, nc * sizeof(*rp->done));
+		if (n == NULL)
+			return -ENOMEM;
+		rp->done = n;
+		rp->capdone = nc;
+	}
+	memcpy(rp->done[rp->ndone++], id, ID_SIZE);
+	return 0;
+}
+
+static bool
+replay_is_done(const struct replay *rp, const char *id)
+{
+	return rp->ndone > 0 &&
+	       bsearch(id, rp->done, rp->ndone, sizeof(*rp->done),
+		       id_cmp) != NULL;
+}
+
+static int
+replay_collect_done(struct replay *rp)
+{
+	for (size_t i = 0; i < rp->nsegs; i++) {
+		char *data;
+		size_t len, off = 0;
+		int rc = replay_read(rp, i, &data, &len);
+		if (rc != 0)
+			return rc;
+		struct spool_rec r;
+		while (rc == 0 && spool_rec_parse(data + off, len - off, &r) == 1) {
+			off += r.total;
+			if (r.type == SPOOL_REC_DONE)
+				rc = replay_add_done(rp, r.id);
+		}
+		if (off < len)
+			rp->st->torn++;
+		free(data);
+		if (rc != 0)
+			return rc;
+	}
+	if (rp->ndone > 1)
+		qsort(rp->done, rp->ndone, sizeof(*rp->done), id_cmp);
+	rp->st->done = (unsigned)rp->ndone;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Pass 2: restore the accepted messages                              */
+/* ------------------------------------------------------------------ */
+
+/* dfd/name as a whole regular file of at most max bytes, or NULL. */
+static char *
+read_small(int dfd, const char *name, size_t max, size_t *len)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+				   O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	char *data = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size <= max &&
+	    spool_log_read_seg(fd, (uint64_t)st.st_size, &data) == 0)
+		*len = (size_t)st.st_size;
+	close(fd);
+	return data;
+}
+
+/* Is dfd/id exactly this body? */
+static bool
+msg_matches(int msgfd, const struct spool_rec *r)
+{
+	size_t len = 0;
+	char *data = read_small(msgfd, r->id, (size_t)r->body_len, &len);
+	bool same = data != NULL && len == r->body_len &&
+		    memcmp(data, r->body, len) == 0;
+	free(data);
+	return same;
+}
+
+/* Does env/id decode as an envelope of this message and body? */
+static bool
+env_matches(int envfd, const struct spool_rec *r, const struct envelope *want)
+{
+	size_t len = 0;
+	char *data = read_small(envfd, r->id, SPOOL_REC_ENV_MAX, &len);
+	if (data == NULL)
+		return false;
+	struct envelope e;
+	char err[128];
+	bool same = envelope_decode(data, len, &e, err, sizeof(err)) == 0;
+	if (same) {
+		same = strcmp(e.id, r->id) == 0 &&
+		       e.msg_size == want->msg_size &&
+		       e.msg_crc == want->msg_crc;
+		envelope_free(&e);
+	}
+	free(data);
+	return same;
+}
+
+/* Write tmp/ID.suffix durably and rename it over dfd/ID. */
+static int
+restore_file(struct replay *rp, int dfd, const char *id, const char *suffix,
+	     const char *p, size_t n)
+{
+	char tmp[48];
+	snprintf(tmp, sizeof(tmp), "%s.%s", id, suffix);
+	int fd = openat(rp->tmpfd, tmp, O_WRONLY | O_CREAT | O_TRUNC |
+					O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int rc = 0;
+	while (rc == 0 && n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			rc = w < 0 ? -errno : -EIO;
+		else {
+			p += w;
+			n -= (size_t)w;
+		}
+	}
+	if (rc == 0 && fsync(fd) != 0)
+		rc = -errno;
+	if (close(fd) != 0 && rc == 0 && errno != EINTR)
+		rc = -errno;
+	if (rc == 0 && renameat(rp->tmpfd, tmp, dfd, id) != 0)
+		rc = -errno;
+	if (rc != 0)
+		unlinkat(rp->tmpfd, tmp, 0);
+	return rc;
+}
+
+static int
+replay_accept(struct replay *rp, const struct spool_rec *r)
+{
+	struct envelope want;
+	char err[128];
+	/* A record whose envelope does not decode was never written by us
+	 * (we encode what we decode): leave it to nobody. */
+	if (envelope_decode(r->env, r->env_len, &want, err, sizeof(err)) != 0)
+		return 0;
+	bool ok = strcmp(want.id, r->id) == 0 &&
+		  want.msg_size == r->body_len;
+	int rc = 0;
+	rp->st->accepted++;
+	if (ok && !msg_matches(rp->msgfd, r)) {
+		rc = restore_file(rp, rp->msgfd, r->id, "msg", r->body,
+				  (size_t)r->body_len);
+		rp->st->rewritten++;
+	} else if (ok) {
+		rc = sync_name(rp->msgfd, r->id);
+	}
+	if (ok && rc == 0 && !env_matches(rp->envfd, r, &want)) {
+		rc = restore_file(rp, rp->envfd, r->id, "env", r->env,
+				  r->env_len);
+		rp->st->rewritten++;
+	} else if (ok && rc == 0) {
+		rc = sync_name(rp->envfd, r->id);
+	}
+	envelope_free(&want);
+	return rc;
+}
+
+static int
+replay_restore(struct replay *rp)
+{
+	for (size_t i = 0; i < rp->nsegs; i++) {
+		char *data;
+		size_t len, off = 0;
+		int rc = replay_read(rp, i, &data, &len);
+		if (rc != 0)
+			return rc;
+		struct spool_rec r;
+		while (rc == 0 && spool_rec_parse(data + off, len - off, &r) == 1) {
+			off += r.total;
+			if (r.type == SPOOL_REC_ACCEPT && !replay_is_done(rp, r.id))
+				rc = replay_accept(rp, &r);
+		}
+		free(data);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Removals the crash may have left undone, then the segments. */
+static int
+replay_finish(struct replay *rp)
+{
+	for (size_t i = 0; i < rp->ndone; i++) {
+		unlinkat(rp->envfd, rp->done[i], 0);
+		unlinkat(rp->msgfd, rp->done[i], 0);
+	}
+	int rc = sync_dirs(rp->msgfd, rp->envfd);
+	for (size_t i = 0; rc == 0 && i < rp->nsegs; i++) {
+		char name[32];
+		rc = spool_log_seg_name(name, sizeof(name), rp->segs[i]);
+		if (rc == 0 && unlinkat(rp->logfd, name, 0) != 0)
+			rc = -errno;
+		if (rc == 0)
+			rp->st->segments++;
+	}
+	if (rc == 0 && rp->nsegs > 0 && fsync(rp->logfd) != 0)
+		rc = -errno;
+	return rc;
+}
+
+int
+spool_log_replay(int logfd, int tmpfd, int msgfd, int envfd,
+		 struct spool_log_replay_stats *st)
+{
+	*st = (struct spool_log_replay_stats){ 0 };
+	struct replay rp = { .logfd = logfd, .tmpfd = tmpfd, .msgfd = msgfd,
+			     .envfd = envfd, .st = st };
+	(void)crc32_update(0, "", 0);
+	int rc = replay_list(&rp);
+	if (rc == 0 && rp.nsegs > 0)
+		rc = replay_collect_done(&rp);
+	if (rc == 0 && rp.nsegs > 0)
+		rc = replay_restore(&rp);
+	if (rc == 0 && rp.nsegs > 0)
+		rc = replay_finish(&rp);
+	free(rp.segs);
+	free(rp.done);
+	return rc;
+}
