@@ -91,6 +91,24 @@ spool_write_all(int fd, const char *p, size_t n)
 }
 
 int
+spool_pread_all(int fd, char *p, size_t n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+int
 spool_fsync_dir(int dfd)
 {
 	return fsync(dfd) == 0 ? 0 : -errno;

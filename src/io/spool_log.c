@@ -19,7 +19,6 @@
  *	a segment they hold without the lock.
  */
 #define _GNU_SOURCE /* pwritev */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -149,26 +148,17 @@ log_seal(struct spool_log *lg, struct log_seg *s)
 	*p = s;
 }
 
+/* The highest segment number in log/, 0 if none. */
 static int
 log_scan_max(int logfd, uint64_t *max)
 {
-	int fd = openat(logfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (d == NULL) {
-		int rc = -errno;
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
-	*max = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		uint64_t seq;
-		if (spool_log_seg_parse(de->d_name, &seq) == 0 && seq > *max)
-			*max = seq;
-	}
-	closedir(d);
-	return 0;
+	uint64_t *segs;
+	size_t n;
+	int rc = spool_log_list(logfd, &segs, &n);
+	if (rc == 0)
+		*max = n > 0 ? segs[n - 1] : 0;
+	free(segs);
+	return rc;
 }
 
 int

@@ -9,6 +9,8 @@
 /* log/ names: 16 lower-case hex digits, never 0. */
 int spool_log_seg_name(char *out, size_t outlen, uint64_t seq);
 int spool_log_seg_parse(const char *name, uint64_t *seq);
+/* The segment numbers in log/, ascending, in a new array *out. */
+int spool_log_list(int logfd, uint64_t **out, size_t *n);
 /* The first len bytes of fd into a new heap buffer *out (caller frees). */
 int spool_log_read_seg(int fd, uint64_t len, char **out);
 /* fsync msg/ID and env/ID of every 'A' record in data that still has

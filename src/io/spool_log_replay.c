@@ -29,33 +29,15 @@
 #include "outbox/spool_log.h"
 #include "outbox/spool_record.h"
 #include "spool_log_priv.h"
+#include "spool_priv.h"
 
 struct replay {
 	int logfd, tmpfd, msgfd, envfd;
 	uint64_t *segs;             /* segment numbers, sorted */
 	size_t nsegs;
-	char (*done)[ID_SIZE];      /* ids of 'D' records, sorted */
-	size_t ndone, capdone;
+	struct spool_ids done;      /* ids of 'D' records, sorted */
 	struct spool_log_replay_stats *st;
 };
-
-static int
-pread_all(int fd, char *p, size_t n, uint64_t off)
-{
-	while (n > 0) {
-		ssize_t r = pread(fd, p, n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO;
-		p += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
 
 int
 spool_log_read_seg(int fd, uint64_t len, char **out)
@@ -66,7 +48,7 @@ spool_log_read_seg(int fd, uint64_t len, char **out)
 	char *data = malloc(len > 0 ? (size_t)len : 1);
 	if (data == NULL)
 		return -ENOMEM;
-	int rc = pread_all(fd, data, (size_t)len, 0);
+	int rc = spool_pread_all(fd, data, (size_t)len, 0);
 	if (rc != 0) {
 		free(data);
 		return rc;
@@ -124,10 +106,12 @@ u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int
-replay_list(struct replay *rp)
+int
+spool_log_list(int logfd, uint64_t **out, size_t *nout)
 {
-	int fd = openat(rp->logfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	*out = NULL;
+	*nout = 0;
+	int fd = openat(logfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (d == NULL) {
 		int rc = -errno;
@@ -135,29 +119,36 @@ replay_list(struct replay *rp)
 			close(fd);
 		return rc;
 	}
-	size_t cap = 0;
+	uint64_t *segs = NULL;
+	size_t n = 0, cap = 0;
 	int rc = 0;
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		uint64_t seq;
 		if (spool_log_seg_parse(de->d_name, &seq) != 0)
 			continue;
-		if (rp->nsegs == cap) {
+		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 8;
-			uint64_t *n = realloc(rp->segs, nc * sizeof(*n));
-			if (n == NULL) {
+			uint64_t *more = realloc(segs, nc * sizeof(*more));
+			if (more == NULL) {
 				rc = -ENOMEM;
 				break;
 			}
-			rp->segs = n;
+			segs = more;
 			cap = nc;
 		}
-		rp->segs[rp->nsegs++] = seq;
+		segs[n++] = seq;
 	}
 	closedir(d);
-	if (rc == 0 && rp->nsegs > 1)
-		qsort(rp->segs, rp->nsegs, sizeof(*rp->segs), u64_cmp);
-	return rc;
+	if (rc != 0) {
+		free(segs);
+		return rc;
+	}
+	if (n > 1)
+		qsort(segs, n, sizeof(*segs), u64_cmp);
+	*out = segs;
+	*nout = n;
+	return 0;
 }
 
 /* Segment number i, whole, into *data. */
@@ -183,64 +174,40 @@ replay_read(struct replay *rp, size_t i, char **data, size_t *len)
 	return rc;
 }
 
-/* ------------------------------------------------------------------ */
-/* Pass 1: the 'D' ids                                                */
-/* ------------------------------------------------------------------ */
-
+/*
+ * Every valid record of every segment, in order, to fn; stops at the
+ * first failure. Counts the segments that end in bytes that are not a
+ * record (a torn tail) when count_torn.
+ */
 static int
-id_cmp(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-static int
-replay_add_done(struct replay *rp, const char *id)
-{
-	if (rp->ndone == rp->capdone) {
-		size_t nc = rp->capdone ? rp->capdone * 2 : 64;
-		void *n = realloc(rp->done, nc * sizeof(*rp->done));
-		if (n == NULL)
-			return -ENOMEM;
-		rp->done = n;
-		rp->capdone = nc;
-	}
-	memcpy(rp->done[rp->ndone++], id, ID_SIZE);
-	return 0;
-}
-
-static bool
-replay_is_done(const struct replay *rp, const char *id)
-{
-	return rp->ndone > 0 &&
-	       bsearch(id, rp->done, rp->ndone, sizeof(*rp->done),
-		       id_cmp) != NULL;
-}
-
-static int
-replay_collect_done(struct replay *rp)
+replay_walk(struct replay *rp, bool count_torn,
+	    int (*fn)(struct replay *rp, const struct spool_rec *r))
 {
 	for (size_t i = 0; i < rp->nsegs; i++) {
-		char *data;
-		size_t len, off = 0;
+		char *data = NULL;
+		size_t len = 0, off = 0;
 		int rc = replay_read(rp, i, &data, &len);
 		if (rc != 0)
 			return rc;
 		struct spool_rec r;
 		while (rc == 0 && spool_rec_parse(data + off, len - off, &r) == 1) {
 			off += r.total;
-			if (r.type == SPOOL_REC_DONE)
-				rc = replay_add_done(rp, r.id);
+			rc = fn(rp, &r);
 		}
-		if (off < len)
+		if (count_torn && rc == 0 && off < len)
 			rp->st->torn++;
 		free(data);
 		if (rc != 0)
 			return rc;
 	}
-	if (rp->ndone > 1)
-		qsort(rp->done, rp->ndone, sizeof(*rp->done), id_cmp);
-	rp->st->done = (unsigned)rp->ndone;
 	return 0;
+}
+
+/* Pass 1: the ids of 'D' records. */
+static int
+replay_note_done(struct replay *rp, const struct spool_rec *r)
+{
+	return r->type == SPOOL_REC_DONE ? spool_ids_add(&rp->done, r->id) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -363,35 +330,22 @@ replay_accept(struct replay *rp, const struct spool_rec *r)
 	return rc;
 }
 
+/* Pass 2: an 'A' record not removed since. */
 static int
-replay_restore(struct replay *rp)
+replay_restore(struct replay *rp, const struct spool_rec *r)
 {
-	for (size_t i = 0; i < rp->nsegs; i++) {
-		char *data;
-		size_t len, off = 0;
-		int rc = replay_read(rp, i, &data, &len);
-		if (rc != 0)
-			return rc;
-		struct spool_rec r;
-		while (rc == 0 && spool_rec_parse(data + off, len - off, &r) == 1) {
-			off += r.total;
-			if (r.type == SPOOL_REC_ACCEPT && !replay_is_done(rp, r.id))
-				rc = replay_accept(rp, &r);
-		}
-		free(data);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
+	if (r->type != SPOOL_REC_ACCEPT || spool_ids_has(&rp->done, r->id))
+		return 0;
+	return replay_accept(rp, r);
 }
 
 /* Removals the crash may have left undone, then the segments. */
 static int
 replay_finish(struct replay *rp)
 {
-	for (size_t i = 0; i < rp->ndone; i++) {
-		unlinkat(rp->envfd, rp->done[i], 0);
-		unlinkat(rp->msgfd, rp->done[i], 0);
+	for (size_t i = 0; i < rp->done.n; i++) {
+		unlinkat(rp->envfd, rp->done.id[i], 0);
+		unlinkat(rp->msgfd, rp->done.id[i], 0);
 	}
 	int rc = sync_dirs(rp->msgfd, rp->envfd);
 	for (size_t i = 0; rc == 0 && i < rp->nsegs; i++) {
@@ -415,14 +369,16 @@ spool_log_replay(int logfd, int tmpfd, int msgfd, int envfd,
 	struct replay rp = { .logfd = logfd, .tmpfd = tmpfd, .msgfd = msgfd,
 			     .envfd = envfd, .st = st };
 	(void)crc32_update(0, "", 0);
-	int rc = replay_list(&rp);
+	int rc = spool_log_list(logfd, &rp.segs, &rp.nsegs);
 	if (rc == 0 && rp.nsegs > 0)
-		rc = replay_collect_done(&rp);
+		rc = replay_walk(&rp, true, replay_note_done);
+	spool_ids_sort(&rp.done);
+	st->done = (unsigned)rp.done.n;
 	if (rc == 0 && rp.nsegs > 0)
-		rc = replay_restore(&rp);
+		rc = replay_walk(&rp, false, replay_restore);
 	if (rc == 0 && rp.nsegs > 0)
 		rc = replay_finish(&rp);
 	free(rp.segs);
-	free(rp.done);
+	spool_ids_free(&rp.done);
 	return rc;
 }

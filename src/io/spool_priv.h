@@ -125,6 +125,19 @@ void spool_intake_init(struct spool *sp);
 /* Thread-safe helpers (no logging, no loop access); 0 or -errno. */
 int spool_write_all(int fd, const char *p, size_t n);
 int spool_fsync_dir(int dfd);
+/* n bytes at off, retrying short reads and EINTR (-EIO at end of file). */
+int spool_pread_all(int fd, char *p, size_t n, uint64_t off);
+
+/* A growable list of queue ids (spool_recover.c). */
+struct spool_ids {
+	char (*id)[ID_SIZE];
+	size_t n, cap;
+};
+int spool_ids_add(struct spool_ids *v, const char *id);
+void spool_ids_sort(struct spool_ids *v);
+/* After spool_ids_sort. */
+bool spool_ids_has(const struct spool_ids *v, const char *id);
+void spool_ids_free(struct spool_ids *v);
 
 /*
  * Move sub/name to corrupt/<name><suffix> (never replacing an earlier

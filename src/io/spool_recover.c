@@ -64,8 +64,7 @@ struct spool_scan_res {
 
 struct spool_scan {
 	struct spool *sp;
-	char (*ids)[ID_SIZE];  /* the env/ snapshot, sorted */
-	size_t n, cap;
+	struct spool_ids ids;  /* the env/ snapshot, sorted */
 	size_t next;           /* first id of the batch in flight */
 	size_t count;          /* ids in that batch */
 	size_t batch;          /* largest batch */
@@ -200,23 +199,6 @@ spool_recover_tmp(struct spool *sp)
 	return 0;
 }
 
-static int
-spool_read_all(int fd, char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
 static const char *
 spool_type_name(mode_t mode)
 {
@@ -289,7 +271,7 @@ spool_load_env(struct spool *sp, const char *name, struct envelope *e,
 			 (long long)st.st_size);
 	} else if ((data = malloc((size_t)st.st_size)) == NULL) {
 		snprintf(why, whylen, "out of memory");
-	} else if (spool_read_all(fd, data, (size_t)st.st_size) != 0) {
+	} else if (spool_pread_all(fd, data, (size_t)st.st_size, 0) != 0) {
 		snprintf(why, whylen, "cannot read envelope");
 	} else if (envelope_decode(data, (size_t)st.st_size, e, err,
 				   sizeof(err)) != 0) {
@@ -338,22 +320,22 @@ spool_scan_free(struct spool_scan *scan)
 		}
 	}
 	free(scan->res);
-	free(scan->ids);
+	spool_ids_free(&scan->ids);
 	free(scan);
 }
 
-static int
-spool_scan_add(struct spool_scan *scan, const char *id)
+int
+spool_ids_add(struct spool_ids *v, const char *id)
 {
-	if (scan->n == scan->cap) {
-		size_t cap = scan->cap ? scan->cap * 2 : 1024;
-		char(*ids)[ID_SIZE] = realloc(scan->ids, cap * sizeof(*ids));
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 1024;
+		char(*ids)[ID_SIZE] = realloc(v->id, cap * sizeof(*ids));
 		if (ids == NULL)
 			return -ENOMEM;
-		scan->ids = ids;
-		scan->cap = cap;
+		v->id = ids;
+		v->cap = cap;
 	}
-	memcpy(scan->ids[scan->n++], id, ID_SIZE);
+	memcpy(v->id[v->n++], id, ID_SIZE);
 	return 0;
 }
 
@@ -361,6 +343,27 @@ static int
 spool_id_cmp(const void *a, const void *b)
 {
 	return strcmp(a, b);
+}
+
+void
+spool_ids_sort(struct spool_ids *v)
+{
+	if (v->n > 1)
+		qsort(v->id, v->n, ID_SIZE, spool_id_cmp);
+}
+
+bool
+spool_ids_has(const struct spool_ids *v, const char *id)
+{
+	return v->n > 0 &&
+	       bsearch(id, v->id, v->n, ID_SIZE, spool_id_cmp) != NULL;
+}
+
+void
+spool_ids_free(struct spool_ids *v)
+{
+	free(v->id);
+	*v = (struct spool_ids){ 0 };
 }
 
 /* The type a directory entry announces, for the quarantine reason. */
@@ -388,7 +391,7 @@ spool_scan_env_one(struct spool_scan *scan, const struct dirent *de)
 					 why);
 		return 0;
 	}
-	return spool_scan_add(scan, de->d_name);
+	return spool_ids_add(&scan->ids, de->d_name);
 }
 
 static int
@@ -410,8 +413,8 @@ spool_scan_env(struct spool_scan *scan)
 	if (rc == 0 && errno != 0)
 		rc = -errno;
 	closedir(d);
-	if (rc == 0 && scan->n > 1)
-		qsort(scan->ids, scan->n, ID_SIZE, spool_id_cmp);
+	if (rc == 0)
+		spool_ids_sort(&scan->ids);
 	return rc;
 }
 
@@ -436,8 +439,7 @@ spool_scan_msg_one(struct spool_scan *scan, const struct dirent *de)
 					 "name is not a queue id");
 		return;
 	}
-	if (scan->n > 0 &&
-	    bsearch(name, scan->ids, scan->n, ID_SIZE, spool_id_cmp) != NULL)
+	if (spool_ids_has(&scan->ids, name))
 		return;
 	/* Belt and braces: the snapshot is complete, but one stat per
 	 * orphan (rare) costs nothing against deleting queued mail. */
@@ -530,7 +532,7 @@ spool_recover_begin(struct spool *sp, struct spool_scan **out)
 size_t
 spool_scan_left(const struct spool_scan *scan)
 {
-	return scan->n - scan->next;
+	return scan->ids.n - scan->next;
 }
 
 /* ------------------------------------------------------------------ */
@@ -569,7 +571,7 @@ spool_scan_work(uv_work_t *w)
 {
 	struct spool_scan *scan = w->data;
 	for (size_t i = 0; i < scan->count; i++) {
-		spool_scan_check(scan->sp, scan->ids[scan->next + i],
+		spool_scan_check(scan->sp, scan->ids.id[scan->next + i],
 				 &scan->res[i]);
 		scan->nres = i + 1;
 	}
@@ -586,7 +588,7 @@ spool_scan_report(struct spool_scan *scan)
 	for (size_t i = 0; i < scan->nres; i++) {
 		struct spool_scan_res *r = &scan->res[i];
 		if (!r->good) {
-			spool_recover_log_quarantine(scan->ids[scan->next + i],
+			spool_recover_log_quarantine(scan->ids.id[scan->next + i],
 						     r->why, r->qrc);
 			continue;
 		}
@@ -610,7 +612,7 @@ static void spool_scan_after(uv_work_t *w, int status);
 static int
 spool_scan_queue(struct spool_scan *scan)
 {
-	size_t left = scan->n - scan->next;
+	size_t left = scan->ids.n - scan->next;
 	scan->count = left < scan->batch ? left : scan->batch;
 	scan->nres = 0;
 	scan->work.data = scan;
@@ -651,14 +653,14 @@ spool_scan_after(uv_work_t *w, int status)
 		spool_scan_free(scan);
 		return;
 	}
-	if (scan->next < scan->n) {
+	if (scan->next < scan->ids.n) {
 		int rc = spool_scan_queue(scan);
 		if (rc == 0)
 			return;
 		/* Cannot happen with valid callbacks; the rest waits for a
 		 * restart rather than being loaded twice. */
 		log_err("spool: recovery stopped with %zu envelopes left: %s",
-			scan->n - scan->next, uv_strerror(rc));
+			scan->ids.n - scan->next, uv_strerror(rc));
 	}
 	spool_scan_finish(scan);
 }
@@ -670,7 +672,7 @@ spool_recover_run(struct spool_scan *scan, size_t batch, spool_each_fn each,
 	if (scan->running || scan->cancelled)
 		return -EBUSY;
 	scan->batch = batch > 0 ? batch : SPOOL_SCAN_BATCH;
-	size_t cap = scan->n < scan->batch ? scan->n : scan->batch;
+	size_t cap = scan->ids.n < scan->batch ? scan->ids.n : scan->batch;
 	free(scan->res);
 	scan->res = calloc(cap > 0 ? cap : 1, sizeof(*scan->res));
 	if (scan->res == NULL)
@@ -718,8 +720,8 @@ spool_recover(struct spool *sp, spool_each_fn each, void *arg)
 	}
 	scan->each = each;
 	scan->arg = arg;
-	while (scan->next < scan->n) {
-		size_t left = scan->n - scan->next;
+	while (scan->next < scan->ids.n) {
+		size_t left = scan->ids.n - scan->next;
 		scan->count = left < scan->batch ? left : scan->batch;
 		scan->work.data = scan;
 		spool_scan_work(&scan->work);
