@@ -31,7 +31,6 @@
 
 #include <uv.h>
 
-#include "outbox/crc32.h"
 #include "outbox/dir_sync.h"
 #include "outbox/spool_log.h"
 #include "outbox/spool_record.h"
@@ -178,8 +177,6 @@ spool_log_new(int logfd, struct spool_log **out)
 		return rc;
 	}
 	lg->next_seq = max + 1;
-	/* Pool threads compute CRCs: build the lazy table here, first. */
-	(void)crc32_update(0, "", 0);
 	*out = lg;
 	return 0;
 }

@@ -24,7 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "outbox/crc32.h"
 #include "outbox/envelope.h"
 #include "outbox/spool_log.h"
 #include "outbox/spool_record.h"
@@ -368,7 +367,6 @@ spool_log_replay(int logfd, int tmpfd, int msgfd, int envfd,
 	*st = (struct spool_log_replay_stats){ 0 };
 	struct replay rp = { .logfd = logfd, .tmpfd = tmpfd, .msgfd = msgfd,
 			     .envfd = envfd, .st = st };
-	(void)crc32_update(0, "", 0);
 	int rc = spool_log_list(logfd, &rp.segs, &rp.nsegs);
 	if (rc == 0 && rp.nsegs > 0)
 		rc = replay_walk(&rp, true, replay_note_done);

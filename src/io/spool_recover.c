@@ -43,7 +43,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "outbox/crc32.h"
 #include "outbox/id.h"
 #include "outbox/log.h"
 #include "outbox/spool.h"
@@ -511,9 +510,6 @@ spool_recover_begin(struct spool *sp, struct spool_scan **out)
 	if (scan == NULL)
 		return -ENOMEM;
 	scan->sp = sp;
-	/* envelope_decode checks CRCs in the pool, next to intake's writes:
-	 * build crc32's lazy table here, on the loop thread, not racing. */
-	(void)crc32_update(0, "", 0);
 	int rc = spool_recover_tmp(sp);
 	if (rc == 0)
 		rc = spool_recover_log(sp);
