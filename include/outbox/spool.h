@@ -72,6 +72,17 @@ const char *spool_tx_id(const struct spool_tx *tx);
 int spool_tx_write(struct spool_tx *tx, const char *data, size_t len,
 		   spool_cb cb, void *arg);
 /*
+ * Keep data (copied) in memory for the commit instead of writing it: a
+ * message that fits in the intake log is then written once, by the
+ * commit. 0, or -E2BIG when it would not fit (the message would pass
+ * SPOOL_LOG_BODY_MAX, all sessions together hold SPOOL_HOLD_TOTAL, or a
+ * write already went to the file): then use spool_tx_write, which also
+ * writes out what was held. Synchronous, no callback. -EBUSY while a
+ * write is pending.
+ */
+#define SPOOL_HOLD_TOTAL (16u * 1024u * 1024u)
+int spool_tx_hold(struct spool_tx *tx, const char *data, size_t len);
+/*
  * Make it durable with env (copied; its id, msg_size and msg_crc are set
  * from the tx). On failure (ENOSPC, EIO) nothing of the entry is left.
  * The spool frees tx after calling cb. A synchronous failure (-EBUSY with

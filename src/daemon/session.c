@@ -413,6 +413,9 @@ session_store(struct session *s, bool final)
 		session_commit_last(s, body->data, body->len);
 		return;
 	}
+	/* In memory while it fits the intake log: written once, at commit. */
+	if (spool_tx_hold(s->tx, body->data, body->len) == 0)
+		return;
 	/* body stays untouched until the write's callback: pump waits. */
 	int r = spool_tx_write(s->tx, body->data, body->len,
 			       session_write_chunk_cb, s);

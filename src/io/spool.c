@@ -437,9 +437,35 @@ spool_tick(struct spool *sp)
 void
 spool_tx_free(struct spool_tx *tx)
 {
+	spool_tx_release_held(tx);
 	buf_free(&tx->env);
 	free(tx->wdata);
 	free(tx);
+}
+
+void
+spool_tx_release_held(struct spool_tx *tx)
+{
+	tx->sp->held_bytes -= tx->held.len;
+	buf_free(&tx->held);
+	tx->held_crc = 0;
+}
+
+int
+spool_tx_hold(struct spool_tx *tx, const char *data, size_t len)
+{
+	struct spool *sp = tx->sp;
+	if (tx->busy != TX_IDLE)
+		return -EBUSY;
+	if (sp->log == NULL || tx->created || tx->werr != 0 ||
+	    tx->held.len + len > SPOOL_LOG_BODY_MAX ||
+	    sp->held_bytes + len > SPOOL_HOLD_TOTAL)
+		return -E2BIG;
+	if (buf_append(&tx->held, data, len) != 0)
+		return -E2BIG; /* out of memory: the file it is */
+	sp->held_bytes += len;
+	tx->held_crc = crc32_update(tx->held_crc, data, len);
+	return 0;
 }
 
 int
@@ -452,6 +478,8 @@ spool_tx_begin(struct spool *sp, struct spool_tx **out)
 	tx->sp = sp;
 	tx->fd = -1;
 	buf_init(&tx->env, SPOOL_ENV_MAX);
+	/* Room for the last bytes a commit adds to what was held. */
+	buf_init(&tx->held, SPOOL_LOG_BODY_MAX + 1024u * 1024u);
 	/* No file yet: the pool thread creates it on first use, so the
 	 * loop thread never waits for an inode allocation. */
 	id_new(tx->id);
@@ -569,11 +597,16 @@ spool_tx_write(struct spool_tx *tx, const char *data, size_t len, spool_cb cb,
 		return -EBUSY;
 	if (tx->werr != 0)
 		return tx->werr;
-	tx->wdata = malloc(len > 0 ? len : 1);
+	/* What was held goes first: the file gets the body in order. */
+	size_t held = tx->held.len;
+	tx->wdata = malloc(held + len > 0 ? held + len : 1);
 	if (tx->wdata == NULL)
 		return -ENOMEM;
-	memcpy(tx->wdata, data, len);
-	tx->wlen = len;
+	if (held > 0)
+		memcpy(tx->wdata, tx->held.data, held);
+	memcpy(tx->wdata + held, data, len);
+	tx->wlen = held + len;
+	spool_tx_release_held(tx);
 	tx->cb = cb;
 	tx->arg = arg;
 	tx->work.data = tx;
@@ -597,6 +630,8 @@ spool_commit_msg(struct spool_tx *tx)
 		tx->werr = spool_tx_create(tx, sp->sub[SPOOL_TMP], tx->tmpname);
 	if (tx->create_failed)
 		return tx->werr;
+	if (tx->werr == 0 && tx->held.len > 0)
+		tx->werr = spool_write_all(tx->fd, tx->held.data, tx->held.len);
 	if (tx->werr == 0 && tx->wdata != NULL)
 		tx->werr = spool_write_all(tx->fd, tx->wdata, tx->wlen);
 	if (tx->werr != 0) {
@@ -728,6 +763,10 @@ spool_tx_commit(struct spool_tx *tx, const struct envelope *env, spool_cb cb,
 {
 	if (tx->busy != TX_IDLE)
 		return -EBUSY;
+	/* Held bytes are the whole body: nothing went to a file then. */
+	if (tx->held.len > 0)
+		return spool_tx_queue_commit(tx, env, tx->held.len,
+					     tx->held_crc, cb, arg);
 	return spool_tx_queue_commit(tx, env, tx->size, tx->crc, cb, arg);
 }
 
@@ -739,6 +778,22 @@ spool_tx_commit_last(struct spool_tx *tx, const char *data, size_t len,
 		return -EBUSY;
 	if (len == 0 || tx->werr != 0)
 		return spool_tx_commit(tx, env, cb, arg);
+	if (tx->held.len > 0) {
+		/* The rest joins what is held; the commit writes it all. */
+		if (buf_append(&tx->held, data, len) != 0)
+			return -ENOMEM;
+		tx->sp->held_bytes += len;
+		uint32_t crc = tx->held_crc;
+		tx->held_crc = crc32_update(tx->held_crc, data, len);
+		int rc = spool_tx_commit(tx, env, cb, arg);
+		if (rc != 0) {
+			/* As it was: the data not appended. */
+			tx->held.len -= len;
+			tx->sp->held_bytes -= len;
+			tx->held_crc = crc;
+		}
+		return rc;
+	}
 	char *copy = malloc(len);
 	if (copy == NULL)
 		return -ENOMEM;

@@ -37,6 +37,19 @@
 /* Message bytes per batch (at least one message is always taken). */
 #define INTAKE_BATCH_BYTES (4u * 1024u * 1024u)
 
+static uint64_t
+intake_total(const struct spool_tx *tx)
+{
+	return tx->size + tx->held.len + (tx->wdata != NULL ? tx->wlen : 0);
+}
+
+/* A body that never went to a file: what was held, or the last bytes. */
+static const char *
+intake_body(const struct spool_tx *tx)
+{
+	return tx->held.len > 0 ? tx->held.data : tx->wdata;
+}
+
 /* Thread pool: drop what a failed logged commit created. */
 static void
 intake_undo(struct spool_tx *tx)
@@ -56,15 +69,16 @@ intake_undo(struct spool_tx *tx)
 	tx->msg_in = tx->env_in = false;
 }
 
-/* Thread pool: the whole body is in wdata: straight into msg/ID. */
+/* Thread pool: the whole body is in memory: straight into msg/ID. */
 static int
 intake_write_msg(struct spool_tx *tx)
 {
 	int rc = spool_tx_create(tx, tx->sp->sub[SPOOL_MSG], tx->id);
 	tx->msg_in = rc == 0;
-	if (rc == 0 && tx->wdata != NULL) {
+	uint64_t len = intake_total(tx);
+	if (rc == 0 && len > 0) {
 		tx->step = "write message";
-		rc = spool_write_all(tx->fd, tx->wdata, tx->wlen);
+		rc = spool_write_all(tx->fd, intake_body(tx), (size_t)len);
 	}
 	if (rc == 0) {
 		tx->step = "close message";
@@ -128,12 +142,6 @@ intake_write_env(struct spool_tx *tx)
 /* Batches                                                            */
 /* ------------------------------------------------------------------ */
 
-static uint64_t
-intake_total(const struct spool_tx *tx)
-{
-	return tx->size + (tx->wdata != NULL ? tx->wlen : 0);
-}
-
 bool
 spool_intake_batchable(const struct spool_tx *tx)
 {
@@ -153,7 +161,7 @@ static int
 intake_batch_one(struct spool_tx *tx, char *hdr, struct iovec *iov,
 		 char **back)
 {
-	const char *body = tx->wdata;
+	const char *body = intake_body(tx);
 	uint64_t total = intake_total(tx);
 	int rc;
 	if (!tx->created) {
@@ -190,6 +198,10 @@ intake_batch_run(struct spool *sp, struct spool_link *run)
 				     : -ENOMEM;
 		if (tx->status != 0) {
 			intake_undo(tx);
+			if (back != NULL) {
+				free(back[k]);
+				back[k] = NULL;
+			}
 			continue;
 		}
 		len += SPOOL_REC_HDR + tx->env.len + iov[n + 2].iov_len;

@@ -69,6 +69,7 @@ struct spool {
 	uv_work_t retire_work;  /* retiring one sealed segment */
 	uint64_t retire_seq;    /* the segment, 0 if none in flight */
 	int retire_status;
+	size_t held_bytes;           /* all txs' held bytes (spool_tx_hold) */
 	struct spool_batch intake;   /* small commits (spool_intake.c) */
 	struct spool_batch removals; /* logged removals (spool.c) */
 };
@@ -93,6 +94,8 @@ struct spool_tx {
 	char *wdata;          /* the write in flight */
 	size_t wlen;
 	struct buf env;       /* encoded envelope, for the commit */
+	struct buf held;      /* body bytes kept in memory (spool_tx_hold) */
+	uint32_t held_crc;
 	spool_cb cb;
 	void *arg;
 	int status;
@@ -113,6 +116,9 @@ int spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
 void spool_tx_free(struct spool_tx *tx);
 int spool_tx_create(struct spool_tx *tx, int dfd, const char *name);
 void spool_retire_kick(struct spool *sp); /* loop */
+
+/* Loop: the held bytes of tx, given back to the budget. */
+void spool_tx_release_held(struct spool_tx *tx);
 
 /* spool_intake.c: the logged commit (spool_log.h), in batches. */
 /* Loop: may tx join a batch (logged, not failed)? */
