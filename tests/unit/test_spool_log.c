@@ -179,6 +179,14 @@ struct msg {
 	struct buf env;
 };
 
+/* Both working files of m hold exactly what its record holds. */
+static void
+check_restored(const struct msg *m)
+{
+	check_file(msgfd, m->id, m->body, m->body_len);
+	check_file(envfd, m->id, m->env.data, m->env.len);
+}
+
 static void
 id_make(char id[ID_SIZE], unsigned n)
 {
@@ -779,8 +787,7 @@ test_retire(void)
 	CHECK_EQ(0, spool_log_retire_take(lg));
 	CHECK_EQ(0, dir_count(logfd));
 	/* retiring keeps the working copies */
-	check_file(msgfd, a.id, a.body, a.body_len);
-	check_file(envfd, a.id, a.env.data, a.env.len);
+	check_restored(&a);
 
 	/* two sealed segments retire oldest first */
 	CHECK_EQ(0, msg_accept(lg, &a));
@@ -881,8 +888,7 @@ test_replay_rebuild(void)
 	seg_add(&seg, 'A', &b, NULL);
 	seg_put(5, &seg);
 	replay(&st);
-	check_file(msgfd, a.id, a.body, a.body_len);
-	check_file(envfd, a.id, a.env.data, a.env.len);
+	check_restored(&a);
 	check_file(msgfd, b.id, "", 0);
 	check_file(envfd, b.id, b.env.data, b.env.len);
 	CHECK_EQ(1, st.segments);
@@ -933,8 +939,7 @@ test_replay_done(void)
 	CHECK(!file_exists(envfd, b.id));
 	CHECK(!file_exists(msgfd, d.id));
 	CHECK(!file_exists(envfd, d.id));
-	check_file(msgfd, c.id, c.body, c.body_len);
-	check_file(envfd, c.id, c.env.data, c.env.len);
+	check_restored(&c);
 	CHECK_EQ(1, dir_count(msgfd));
 	CHECK_EQ(1, dir_count(envfd));
 	CHECK_EQ(2, st.segments);
@@ -976,8 +981,7 @@ test_replay_keep_newer(void)
 	replay(&st);
 	check_file(envfd, a.id, newer.data, newer.len);
 	check_file(msgfd, a.id, a.body, a.body_len);
-	check_file(msgfd, b.id, b.body, b.body_len);
-	check_file(envfd, b.id, b.env.data, b.env.len);
+	check_restored(&b);
 	CHECK_EQ(2, st.accepted);
 	CHECK_EQ(1, st.rewritten);
 	CHECK_EQ(0, dir_count(logfd));
@@ -1021,12 +1025,9 @@ test_replay_garbage(void)
 	seg_add(&seg, 'A', &c, NULL);
 	seg_put(3, &seg);
 	replay(&st);
-	check_file(msgfd, a.id, a.body, a.body_len);
-	check_file(envfd, a.id, a.env.data, a.env.len);
-	check_file(msgfd, b.id, b.body, b.body_len);
-	check_file(envfd, b.id, b.env.data, b.env.len);
-	check_file(msgfd, c.id, c.body, c.body_len);
-	check_file(envfd, c.id, c.env.data, c.env.len);
+	check_restored(&a);
+	check_restored(&b);
+	check_restored(&c);
 	CHECK_EQ(3, st.accepted);
 	CHECK_EQ(4, st.rewritten);
 	CHECK_EQ(0, dir_count(logfd));
@@ -1061,12 +1062,9 @@ test_replay_torn(void)
 	seg_put(8, &s1);
 	seg_put(9, &s2);
 	replay(&st);
-	check_file(msgfd, a.id, a.body, a.body_len);
-	check_file(envfd, a.id, a.env.data, a.env.len);
-	check_file(msgfd, b.id, b.body, b.body_len);
-	check_file(envfd, b.id, b.env.data, b.env.len);
-	check_file(msgfd, d.id, d.body, d.body_len);
-	check_file(envfd, d.id, d.env.data, d.env.len);
+	check_restored(&a);
+	check_restored(&b);
+	check_restored(&d);
 	CHECK(!file_exists(msgfd, c.id) && !file_exists(envfd, c.id));
 	CHECK_EQ(2, st.segments);
 	CHECK_EQ(3, st.accepted);
