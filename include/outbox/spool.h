@@ -51,8 +51,9 @@ int spool_open(uv_loop_t *loop, const char *dir, struct spool **out,
 void spool_close(struct spool *sp);
 const char *spool_dir(const struct spool *sp);
 /* Call about once a second (loop thread): an intake-log segment idle
- * since the last call is sealed and retired (spool_log.h). */
-void spool_tick(struct spool *sp);
+ * since the last call is sealed and retired (spool_log.h). true when it
+ * sealed one: intake just went quiet. */
+bool spool_tick(struct spool *sp);
 /* Operations in flight on the thread pool. */
 unsigned spool_pending(const struct spool *sp);
 

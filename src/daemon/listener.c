@@ -9,6 +9,7 @@
  * their end through listener_session_done().
  */
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,8 +144,11 @@ static void
 listener_space_timer_cb(uv_timer_t *t)
 {
 	struct listener *l = t->data;
-	/* The spool's own once-a-second work rides on this timer. */
-	spool_tick(l->d->spool);
+	/* The spool's own once-a-second work rides on this timer. When
+	 * intake has just gone quiet, give the heap a burst left behind
+	 * (held bodies, read buffers) back to the system: glibc keeps it. */
+	if (spool_tick(l->d->spool))
+		malloc_trim(0);
 	if (l->space_busy)
 		return;
 	l->space_req.data = l;

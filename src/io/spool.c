@@ -423,11 +423,13 @@ spool_retire_kick(struct spool *sp)
 	}
 }
 
-void
+bool
 spool_tick(struct spool *sp)
 {
-	if (sp->log != NULL && spool_log_seal_idle(sp->log))
-		spool_retire_kick(sp);
+	if (sp->log == NULL || !spool_log_seal_idle(sp->log))
+		return false;
+	spool_retire_kick(sp);
+	return true;
 }
 
 /* ------------------------------------------------------------------ */
