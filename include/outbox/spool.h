@@ -182,7 +182,8 @@ int spool_quarantine(struct spool *sp, const char *id, const char *why);
 size_t spool_read_head(int fd, char *buf, size_t max);
 /* Write all of p (retrying short writes and EINTR). 0 or -errno. Any thread. */
 int spool_write_all(int fd, const char *p, size_t n);
-/* Open msg/ID for reading (O_RDONLY|O_NOFOLLOW|O_NONBLOCK, regular file check). fd or -errno. */
-int spool_msg_open(struct spool *sp, const char *id);
+/* Open msg/ID for reading (O_RDONLY|O_NOFOLLOW|O_NONBLOCK, regular file
+ * check). fd or -errno; its size in *size unless size is NULL. */
+int spool_msg_open(struct spool *sp, const char *id, uint64_t *size);
 
 #endif

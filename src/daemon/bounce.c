@@ -398,7 +398,7 @@ bounce_start(struct queue *q, struct qmsg *m)
 		if (e->rcpts[i].state == RCPT_FAILED)
 			b->idx[b->n++] = i;
 	buf_init(&b->dsn, BOUNCE_DSN_MAX);
-	b->fd = spool_msg_open(queue_daemon(q)->spool, e->id);
+	b->fd = spool_msg_open(queue_daemon(q)->spool, e->id, NULL);
 	b->work.data = b;
 	if (uv_queue_work(queue_daemon(q)->loop, &b->work, bounce_read_work,
 			  bounce_read_done) != 0) {

@@ -344,7 +344,7 @@ static int
 ctl_read_headers(struct spool *sp, const char *id, char *h, size_t *len,
 		 bool *trunc)
 {
-	int fd = spool_msg_open(sp, id);
+	int fd = spool_msg_open(sp, id, NULL);
 	if (fd < 0)
 		return fd;
 	size_t n = spool_read_head(fd, h, CONTROL_HEADERS_MAX);

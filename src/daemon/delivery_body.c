@@ -14,7 +14,6 @@
 #define _GNU_SOURCE /* preadv2, RWF_NOWAIT */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -181,7 +180,8 @@ delivery_body_start(struct delivery *dl)
 		delivery_body_fail(dl, "4.3.0", "out of memory");
 		return;
 	}
-	dl->fd = spool_msg_open(dl->d->spool, dl->job->m->env.id);
+	uint64_t size = 0;
+	dl->fd = spool_msg_open(dl->d->spool, dl->job->m->env.id, &size);
 	if (dl->fd < 0) {
 		log_err("%s: cannot open the message file: %s",
 			dl->job->m->env.id, uv_strerror(dl->fd));
@@ -190,10 +190,8 @@ delivery_body_start(struct delivery *dl)
 		return;
 	}
 	/* Reads stop at the envelope's size: a longer file is caught here. */
-	struct stat st = { 0 };
-	if (fstat(dl->fd, &st) != 0 ||
-	    (uint64_t)st.st_size != dl->job->m->env.msg_size) {
-		dl->roff = st.st_size;
+	if (size != dl->job->m->env.msg_size) {
+		dl->roff = (int64_t)size;
 		delivery_body_corrupt(dl);
 		return;
 	}

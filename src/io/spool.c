@@ -655,47 +655,62 @@ spool_commit_msg(struct spool_tx *tx)
 	return 0;
 }
 
+int
+spool_tx_install_env(struct spool_tx *tx, bool sync)
+{
+	struct spool *sp = tx->sp;
+	char envtmp[SPOOL_TMP_NAME_MAX];
+	snprintf(envtmp, sizeof(envtmp), "%s.env", tx->id);
+	int rc = spool_write_file(sp->sub[SPOOL_TMP], envtmp, &tx->env, sync,
+				  &tx->step);
+	if (rc != 0)
+		return rc;
+	tx->step = "rename envelope";
+	tx->mark[SPOOL_ENV] = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
+	rc = renameat(sp->sub[SPOOL_TMP], envtmp, sp->sub[SPOOL_ENV],
+		      tx->id) == 0 ? 0 : -errno;
+	tx->env_in = rc == 0;
+	if (rc != 0)
+		unlinkat(sp->sub[SPOOL_TMP], envtmp, 0);
+	return rc;
+}
+
+void
+spool_tx_undo(struct spool_tx *tx)
+{
+	struct spool *sp = tx->sp;
+	if (tx->fd >= 0)
+		spool_close_fd(&tx->fd);
+	unlinkat(sp->sub[SPOOL_TMP], tx->tmpname, 0);
+	if (tx->env_in)
+		unlinkat(sp->sub[SPOOL_ENV], tx->id, 0);
+	if (tx->msg_in)
+		unlinkat(sp->sub[SPOOL_MSG], tx->id, 0);
+}
+
 /* Thread pool: the per-file commit, for messages too big for the log. */
 static void
 spool_commit_files(struct spool_tx *tx)
 {
 	struct spool *sp = tx->sp;
-	char envtmp[SPOOL_TMP_NAME_MAX];
-	bool msg_in = false, env_in = false;
-	snprintf(envtmp, sizeof(envtmp), "%s.env", tx->id);
 	int rc = spool_commit_msg(tx);
 	if (rc == 0) {
-		msg_in = true;
+		tx->msg_in = true;
 		tx->step = "fsync msg/";
 		rc = dir_sync(&sp->dsync[SPOOL_MSG], sp->sub[SPOOL_MSG],
 			      tx->mark[SPOOL_MSG]);
 	}
 	if (rc == 0)
-		rc = spool_write_file(sp->sub[SPOOL_TMP], envtmp, &tx->env,
-				      true, &tx->step);
-	unsigned env_mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
-	if (rc == 0) {
-		tx->step = "rename envelope";
-		rc = renameat(sp->sub[SPOOL_TMP], envtmp, sp->sub[SPOOL_ENV],
-			      tx->id) == 0 ? 0 : -errno;
-		env_in = rc == 0;
-	}
+		rc = spool_tx_install_env(tx, true);
 	if (rc == 0) {
 		tx->step = "fsync env/";
 		rc = dir_sync(&sp->dsync[SPOOL_ENV], sp->sub[SPOOL_ENV],
-			      env_mark);
+			      tx->mark[SPOOL_ENV]);
 	}
 	tx->status = rc;
-	if (rc == 0)
-		return;
 	/* Leave nothing of a failed entry; the client will get 4xx. */
-	if (tx->fd >= 0)
-		spool_close_fd(&tx->fd);
-	unlinkat(sp->sub[SPOOL_TMP], tx->tmpname, 0);
-	if (env_in)
-		unlinkat(sp->sub[SPOOL_ENV], tx->id, 0);
-	if (msg_in)
-		unlinkat(sp->sub[SPOOL_MSG], tx->id, 0);
+	if (rc != 0)
+		spool_tx_undo(tx);
 }
 
 /* Thread pool: a commit the intake log does not take (too big, or a
@@ -1036,7 +1051,7 @@ spool_quarantine(struct spool *sp, const char *id, const char *why)
 }
 
 int
-spool_msg_open(struct spool *sp, const char *id)
+spool_msg_open(struct spool *sp, const char *id, uint64_t *size)
 {
 	if (!id_valid(id))
 		return -EINVAL;
@@ -1049,6 +1064,8 @@ spool_msg_open(struct spool *sp, const char *id)
 		close(fd);
 		return -EINVAL;
 	}
+	if (size != NULL)
+		*size = (uint64_t)st.st_size;
 	return fd;
 }
 

@@ -54,18 +54,12 @@ intake_body(const struct spool_tx *tx)
 static void
 intake_undo(struct spool_tx *tx)
 {
-	struct spool *sp = tx->sp;
-	if (tx->fd >= 0)
-		spool_close_fd(&tx->fd);
-	unlinkat(sp->sub[SPOOL_TMP], tx->tmpname, 0);
-	if (tx->env_in)
-		unlinkat(sp->sub[SPOOL_ENV], tx->id, 0);
-	if (tx->msg_in)
-		unlinkat(sp->sub[SPOOL_MSG], tx->id, 0);
+	bool logged = tx->env_in;
+	spool_tx_undo(tx);
 	/* Its record may be in a segment whose fsync failed; a 'D' keeps a
 	 * replay from bringing back mail whose client got 4xx. */
-	if (tx->env_in)
-		(void)spool_log_done(sp->log, tx->id);
+	if (logged)
+		(void)spool_log_done(tx->sp->log, tx->id);
 	tx->msg_in = tx->env_in = false;
 }
 
@@ -117,27 +111,6 @@ intake_finish_msg(struct spool_tx *tx, uint64_t total, char **back)
 	return rc;
 }
 
-/* Thread pool: env/ID through tmp/ and a rename, so it is never seen
- * half written. */
-static int
-intake_write_env(struct spool_tx *tx)
-{
-	struct spool *sp = tx->sp;
-	char envtmp[SPOOL_TMP_NAME_MAX];
-	snprintf(envtmp, sizeof(envtmp), "%s.env", tx->id);
-	int rc = spool_write_file(sp->sub[SPOOL_TMP], envtmp, &tx->env, false,
-				  &tx->step);
-	if (rc == 0) {
-		tx->step = "rename envelope";
-		rc = renameat(sp->sub[SPOOL_TMP], envtmp, sp->sub[SPOOL_ENV],
-			      tx->id) == 0 ? 0 : -errno;
-		tx->env_in = rc == 0;
-		if (rc != 0)
-			unlinkat(sp->sub[SPOOL_TMP], envtmp, 0);
-	}
-	return rc;
-}
-
 /* ------------------------------------------------------------------ */
 /* Batches                                                            */
 /* ------------------------------------------------------------------ */
@@ -171,7 +144,7 @@ intake_batch_one(struct spool_tx *tx, char *hdr, struct iovec *iov,
 		body = *back;
 	}
 	if (rc == 0)
-		rc = intake_write_env(tx);
+		rc = spool_tx_install_env(tx, false);
 	if (rc != 0)
 		return rc;
 	spool_rec_header(hdr, SPOOL_REC_ACCEPT, tx->id, tx->env.data,

@@ -101,7 +101,7 @@ struct spool_tx {
 	int status;
 	const char *step;     /* where a commit failed, for the log */
 	unsigned mark[SPOOL_NSUB]; /* dir_sync_mark before each rename */
-	bool msg_in, env_in;  /* a logged commit's files, to undo on failure */
+	bool msg_in, env_in;  /* a commit's files in place, to undo on failure */
 };
 
 
@@ -116,6 +116,13 @@ int spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
 void spool_tx_free(struct spool_tx *tx);
 int spool_tx_create(struct spool_tx *tx, int dfd, const char *name);
 void spool_retire_kick(struct spool *sp); /* loop */
+/* Thread pool: tx's encoded envelope into tmp/ID.env (fsynced if sync),
+ * renamed to env/ID (tx->env_in; tx->mark[SPOOL_ENV] taken just before).
+ * On failure nothing of it is left. 0 or -errno, tx->step set. */
+int spool_tx_install_env(struct spool_tx *tx, bool sync);
+/* Thread pool: remove what a failed commit of tx created (its temporary
+ * file, and msg/ID, env/ID as tx->msg_in, tx->env_in say). */
+void spool_tx_undo(struct spool_tx *tx);
 
 /* Loop: the held bytes of tx, given back to the budget. */
 void spool_tx_release_held(struct spool_tx *tx);

@@ -220,14 +220,14 @@ test_commit(struct spool *sp)
 	free(msg);
 
 	/* Reading back through the spool. */
-	int fd = spool_msg_open(sp, saved);
+	int fd = spool_msg_open(sp, saved, NULL);
 	CHECK(fd >= 0);
 	char buf[64];
 	CHECK_EQ((ssize_t)strlen(part1), read(fd, buf, strlen(part1)));
 	CHECK_MEM_EQ(part1, buf, strlen(part1));
 	close(fd);
-	CHECK_EQ(-ENOENT, spool_msg_open(sp, "0000000000000000"));
-	CHECK_EQ(-EINVAL, spool_msg_open(sp, "../lock"));
+	CHECK_EQ(-ENOENT, spool_msg_open(sp, "0000000000000000", NULL));
+	CHECK_EQ(-EINVAL, spool_msg_open(sp, "../lock", NULL));
 }
 
 static void
