@@ -17,8 +17,9 @@
  *	msg/ before the envelope appears means a crash can never leave an
  *	envelope whose message is missing. A failed step is never retried
  *	(fsyncgate): everything the commit created is unlinked and the
- *	callback gets the errno. Removals unlink both files and append a
- *	'D' log record, in batches (spool_batch.c).
+ *	callback gets the errno. Removals take both files out of msg/ and
+ *	env/ (into spare/ for the next commit to reuse, spool_spare.c) and
+ *	append a 'D' log record, in batches (spool_batch.c).
  *
  *	Ownership: a spool_tx belongs to its caller until spool_tx_commit or
  *	spool_tx_abort; after that to the spool, which frees it when its last
@@ -49,6 +50,7 @@ static const char *const spool_sub_names[SPOOL_NSUB] = {
 	[SPOOL_ENV] = "env",
 	[SPOOL_CORRUPT] = "corrupt",
 	[SPOOL_LOG] = "log",
+	[SPOOL_SPARE] = "spare",
 };
 
 /* One update or remove. */
@@ -129,14 +131,13 @@ spool_close_fd(int *fd)
  * unlinked and the step that failed is stored in *step.
  */
 int
-spool_write_file(int dfd, const char *name, const struct buf *b, bool sync,
-		 const char **step)
+spool_write_file(struct spool *sp, int dfd, const char *name,
+		 const struct buf *b, bool sync, const char **step)
 {
-	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-				   O_CLOEXEC, 0600);
+	int fd = spool_spare_create(sp, dfd, name);
 	if (fd < 0) {
 		*step = "create envelope";
-		return -errno;
+		return fd;
 	}
 	int rc = spool_write_all(fd, b->data, b->len);
 	*step = "write envelope";
@@ -261,6 +262,8 @@ static void
 spool_free(struct spool *sp)
 {
 	spool_log_free(sp->log);
+	if (sp->spares_ready)
+		spool_spares_destroy(&sp->spares);
 	for (int s = 0; s < SPOOL_NSUB; s++) {
 		if (sp->sub[s] >= 0)
 			close(sp->sub[s]);
@@ -327,6 +330,11 @@ spool_open(uv_loop_t *loop, const char *dir, struct spool **out, char *err,
 		rc = -ENOMEM;
 	}
 	sp->dsync_ready = rc == 0;
+	if (rc == 0 && spool_spares_init(&sp->spares) != 0) {
+		spool_set_err(err, errlen, "cannot set up spare files");
+		rc = -ENOMEM;
+	}
+	sp->spares_ready = rc == 0;
 	if (rc == 0) {
 		spool_intake_init(sp);
 		spool_batch_init(&sp->removals, sp, 1024, spool_removals_run,
@@ -500,12 +508,13 @@ spool_tx_create(struct spool_tx *tx, int dfd, const char *name)
 {
 	if (tx->created)
 		return 0;
-	tx->fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
-					   O_CLOEXEC, 0600);
+	tx->fd = spool_spare_create(tx->sp, dfd, name);
 	if (tx->fd < 0) {
+		int rc = tx->fd;
+		tx->fd = -1;
 		tx->create_failed = true;
 		tx->step = "create message";
-		return -errno;
+		return rc;
 	}
 	tx->created = true;
 	return 0;
@@ -661,8 +670,8 @@ spool_tx_install_env(struct spool_tx *tx, bool sync)
 	struct spool *sp = tx->sp;
 	char envtmp[SPOOL_TMP_NAME_MAX];
 	snprintf(envtmp, sizeof(envtmp), "%s.env", tx->id);
-	int rc = spool_write_file(sp->sub[SPOOL_TMP], envtmp, &tx->env, sync,
-				  &tx->step);
+	int rc = spool_write_file(sp, sp->sub[SPOOL_TMP], envtmp, &tx->env,
+				  sync, &tx->step);
 	if (rc != 0)
 		return rc;
 	tx->step = "rename envelope";
@@ -901,8 +910,8 @@ spool_update_work(uv_work_t *w)
 	struct spool_op *op = w->data;
 	struct spool *sp = op->sp;
 	unsigned mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
-	int rc = spool_write_file(sp->sub[SPOOL_TMP], op->tmpname, &op->env,
-				  true, &op->step);
+	int rc = spool_write_file(sp, sp->sub[SPOOL_TMP], op->tmpname,
+				  &op->env, true, &op->step);
 	if (rc == 0) {
 		op->step = "rename envelope";
 		rc = renameat(sp->sub[SPOOL_TMP], op->tmpname,
@@ -975,18 +984,18 @@ spool_remove_work(uv_work_t *w)
 }
 
 /*
- * With the intake log: unlink both, and a 'D' record (not waited for)
- * tells a replay the message is gone. Like Postfix's removal of a
- * delivered queue file, it is not flushed on its own: a crash right
- * after can at worst deliver it again, never lose mail.
+ * With the intake log: recycle both (spool_spare.c), and a 'D' record
+ * (not waited for) tells a replay the message is gone. Like Postfix's
+ * removal of a delivered queue file, it is not flushed on its own: a
+ * crash right after can at worst deliver it again, never lose mail.
  */
 static void
 spool_remove_logged(struct spool_op *op)
 {
 	struct spool *sp = op->sp;
 	op->step = "unlink envelope";
-	int rc = unlinkat(sp->sub[SPOOL_ENV], op->id, 0) == 0 ? 0 : -errno;
-	int mrc = unlinkat(sp->sub[SPOOL_MSG], op->id, 0) == 0 ? 0 : -errno;
+	int rc = spool_spare_recycle(sp, sp->sub[SPOOL_ENV], op->id);
+	int mrc = spool_spare_recycle(sp, sp->sub[SPOOL_MSG], op->id);
 	if (rc == 0 && mrc != 0) {
 		op->step = "unlink message";
 		rc = mrc;

@@ -16,7 +16,7 @@
 
 /* Subdirectories, each held open so every operation is *at() relative. */
 enum spool_sub { SPOOL_TMP, SPOOL_MSG, SPOOL_ENV, SPOOL_CORRUPT, SPOOL_LOG,
-		SPOOL_NSUB };
+		SPOOL_SPARE, SPOOL_NSUB };
 
 /* An envelope file larger than this is not read (recovery, D7). */
 #define SPOOL_ENV_MAX (16u * 1024u * 1024u)
@@ -26,6 +26,17 @@ enum spool_sub { SPOOL_TMP, SPOOL_MSG, SPOOL_ENV, SPOOL_CORRUPT, SPOOL_LOG,
 /* An item of a batch (spool_batch.c): the first member of its struct. */
 struct spool_link {
 	struct spool_link *next;
+};
+
+/* Recycled queue files (spool_spare.c): removed files wait in spare/,
+ * emptied, for the next file the spool creates. */
+#define SPOOL_SPARE_MAX 1024
+struct spool_spares {
+	uv_mutex_t mu;
+	uint32_t next;     /* number of the next spare */
+	unsigned held;     /* on the list, or being put there */
+	unsigned n;        /* on the list */
+	uint32_t num[SPOOL_SPARE_MAX];
 };
 
 struct spool;
@@ -72,6 +83,8 @@ struct spool {
 	size_t held_bytes;           /* all txs' held bytes (spool_tx_hold) */
 	struct spool_batch intake;   /* small commits (spool_intake.c) */
 	struct spool_batch removals; /* logged removals (spool.c) */
+	struct spool_spares spares;  /* recycled files (spool_spare.c) */
+	bool spares_ready;
 };
 
 enum tx_busy { TX_IDLE, TX_WRITING, TX_COMMITTING, TX_CLEANING };
@@ -107,14 +120,26 @@ struct spool_tx {
 
 /* spool.c, for spool_intake.c. Thread-safe unless marked loop. */
 int spool_close_fd(int *fd);
-int spool_write_file(int dfd, const char *name, const struct buf *b,
-		     bool sync, const char **step);
+int spool_write_file(struct spool *sp, int dfd, const char *name,
+		     const struct buf *b, bool sync, const char **step);
 void spool_log_failure(const char *id, const char *what, const char *step,
 		       int err);
 int spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
 		uv_after_work_cb done);          /* loop */
 void spool_tx_free(struct spool_tx *tx);
 int spool_tx_create(struct spool_tx *tx, int dfd, const char *name);
+/* spool_recover.c: renameat2 RENAME_NOREPLACE, or check-then-rename on a
+ * file system without it. */
+int spool_rename_noreplace(int from, const char *name, int to,
+			   const char *target);
+/* spool_spare.c. Thread-safe. create: an fd open O_RDWR on a new, empty
+ * dfd/name (mode 0600, -EEXIST if it exists), or -errno. recycle: remove
+ * dfd/name (0 or -errno, as unlinkat). */
+int spool_spares_init(struct spool_spares *s);
+void spool_spares_destroy(struct spool_spares *s);
+int spool_spare_create(struct spool *sp, int dfd, const char *name);
+int spool_spare_recycle(struct spool *sp, int dfd, const char *name);
+void spool_spares_clear(struct spool *sp);   /* start-up */
 void spool_retire_kick(struct spool *sp); /* loop */
 /* Thread pool: tx's encoded envelope into tmp/ID.env (fsynced if sync),
  * renamed to env/ID (tx->env_in; tx->mark[SPOOL_ENV] taken just before).

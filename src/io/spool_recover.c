@@ -80,7 +80,7 @@ struct spool_scan {
 	bool cancelled;
 };
 
-static int
+int
 spool_rename_noreplace(int from, const char *name, int to, const char *target)
 {
 	if (renameat2(from, name, to, target, RENAME_NOREPLACE) == 0)
@@ -511,6 +511,8 @@ spool_recover_begin(struct spool *sp, struct spool_scan **out)
 		return -ENOMEM;
 	scan->sp = sp;
 	int rc = spool_recover_tmp(sp);
+	if (rc == 0)
+		spool_spares_clear(sp);
 	if (rc == 0)
 		rc = spool_recover_log(sp);
 	if (rc == 0)

@@ -410,7 +410,7 @@ class Faults(OutboxTestCase):
         tmp_msg = "%s/tmp/%s.msg" % (spool, qid)
         tmp_env = "%s/tmp/%s.env" % (spool, qid)
         msg_dir, env_dir, tmp_dir = spool + "/msg", spool + "/env", spool + "/tmp"
-        log_dir = spool + "/log"
+        log_dir, spare_dir = spool + "/log", spool + "/spare"
 
         # The message file: through tmp/ID.msg and a rename (a body that
         # came in chunks), or created as msg/ID at once (a body committed
@@ -439,8 +439,13 @@ class Faults(OutboxTestCase):
             msg_step = ("rename into msg/", r_msg[0])
         else:
             self.assertEqual(r_msg, [], "rename of a message created in msg/")
-            made = [c for c in calls if c.name == "openat" and c.fd_path(0) == msg_dir
-                    and '"%s"' % qid in c.args and "O_CREAT" in c.args and "O_EXCL" in c.args]
+            # Created new, or a recycled spare (spool_spare.c) renamed in
+            # without replacing anything; either way before any write.
+            made = [c for c in calls if (
+                c.name == "openat" and c.fd_path(0) == msg_dir
+                and '"%s"' % qid in c.args and "O_CREAT" in c.args and "O_EXCL" in c.args) or (
+                c.name == "renameat2" and c.fd_path(0) == spare_dir and c.fd_path(1) == msg_dir
+                and '"%s"' % qid in c.args and "RENAME_NOREPLACE" in c.args)]
             self.assertEqual(len(made), 1, "creation of msg/%s: %r" % (qid, made))
             self.assertLess(made[0].end, content[0].start)
             closed = [c for c in calls if c.name == "close" and c.start > content[-1].end
