@@ -12,6 +12,22 @@
 
 #include "outbox/id.h"
 
+/* 16 random bits (0: the kernel had none): getrandom() once per 128 ids,
+ * not once per id. Loop thread only, like id_new. */
+static uint16_t
+id_random(void)
+{
+	static uint16_t pool[128];
+	static size_t left;
+	if (left == 0) {
+		if (getrandom(pool, sizeof(pool), GRND_NONBLOCK) !=
+		    (ssize_t)sizeof(pool))
+			return 0;
+		left = sizeof(pool) / sizeof(pool[0]);
+	}
+	return pool[--left];
+}
+
 void
 id_new(char out[ID_SIZE])
 {
@@ -19,8 +35,8 @@ id_new(char out[ID_SIZE])
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-	uint16_t rnd = 0;
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+	uint16_t rnd = id_random();
+	if (rnd == 0)
 		rnd = (uint16_t)(ts.tv_nsec ^ (long)&rnd);
 	uint64_t v = (us & 0xFFFFFFFFFFull) << 24 |
 		     (uint64_t)(counter++ & 0xFFF) << 12 | (rnd & 0xFFF);

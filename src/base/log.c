@@ -20,10 +20,22 @@ static enum log_target log_target = LOG_TO_STDERR;
 static enum log_level log_level = LOG_LVL_INFO;
 static const char *log_ident = "outbox";
 static bool log_json;
+/* getpid() once, not per line (nothing in outbox forks after logging
+ * starts; log_init asks again). */
+static long log_pid;
+
+static long
+log_getpid(void)
+{
+	if (log_pid == 0)
+		log_pid = (long)getpid();
+	return log_pid;
+}
 
 void
 log_init(const char *ident, enum log_target target, enum log_level level)
 {
+	log_pid = 0;
 	log_ident = ident;
 	log_target = target;
 	log_level = level;
@@ -122,7 +134,7 @@ log_line_json(enum log_level lvl, const char *ts, const char *line)
 	int m = snprintf(out, sizeof(out),
 			 "{\"ts\":\"%s\",\"level\":\"%s\",\"ident\":\"%s\","
 			 "\"pid\":%ld,\"msg\":\"%s\"}\n",
-			 ts, level_names[lvl], ident, (long)getpid(), msg);
+			 ts, level_names[lvl], ident, log_getpid(), msg);
 	log_write(out, m, sizeof(out));
 }
 
@@ -131,7 +143,7 @@ log_line_text(enum log_level lvl, const char *ts, const char *line)
 {
 	char out[4200];
 	int m = snprintf(out, sizeof(out), "%s %s[%ld]: %s%s%s\n", ts,
-			 log_ident, (long)getpid(),
+			 log_ident, log_getpid(),
 			 lvl <= LOG_LVL_WARN ? level_names[lvl] : "",
 			 lvl <= LOG_LVL_WARN ? ": " : "", line);
 	log_write(out, m, sizeof(out));

@@ -67,7 +67,7 @@ delivery_body_finish(struct delivery *dl)
 		return;
 	}
 	delivery_body_close_fd(dl);
-	buf_reset(&dl->wire);
+	/* The last piece of the body (if any) and the final dot: one write. */
 	if (dot_stuff_end(&dl->dot, &dl->wire) != 0 ||
 	    conn_write(dl->conn, dl->wire.data, dl->wire.len) != 0) {
 		delivery_body_fail(dl, "4.3.0", "write error");
@@ -90,24 +90,29 @@ delivery_body_got(struct delivery *dl, ssize_t n)
 		delivery_body_fail(dl, "4.3.0", "queue file read error");
 		return false;
 	}
+	buf_reset(&dl->wire);
 	if (n > 0) {
 		dl->crc = crc32_update(dl->crc, dl->rbuf, (size_t)n);
 		dl->roff += n;
-		buf_reset(&dl->wire);
 		if (dot_stuff_feed(&dl->dot, dl->rbuf, (size_t)n,
-				   &dl->wire) != 0 ||
-		    conn_write(dl->conn, dl->wire.data, dl->wire.len) != 0) {
+				   &dl->wire) != 0) {
 			delivery_body_fail(dl, "4.3.0", "write error");
 			return false;
 		}
-		buf_reset(&dl->wire);
 	}
 	/* All the envelope's bytes, or the file ended early (a read of 0:
-	 * a short read is not the end, RWF_NOWAIT returns what is cached). */
+	 * a short read is not the end, RWF_NOWAIT returns what is cached).
+	 * The last piece waits in dl->wire for the dot, or for nothing if
+	 * the size or CRC is wrong. */
 	if (n == 0 || (uint64_t)dl->roff == dl->job->m->env.msg_size) {
 		delivery_body_finish(dl);
 		return false;
 	}
+	if (conn_write(dl->conn, dl->wire.data, dl->wire.len) != 0) {
+		delivery_body_fail(dl, "4.3.0", "write error");
+		return false;
+	}
+	buf_reset(&dl->wire);
 	delivery_set_timer(dl, smtp_client_timeout_ms(dl->cli));
 	if (conn_write_queue(dl->conn) > DELIVERY_HIGH_WATER) {
 		dl->wait_drain = true;
