@@ -7,7 +7,8 @@
  *	append), sealing, and retiring sealed segments oldest first.
  *
  *	Appends go through pwritev at the segment's end offset under lg->mu,
- *	so records never interleave. A failed or short write truncates the
+ *	so records never interleave, into zeros written ahead of them
+ *	(log_zero_ahead). A failed or short write truncates the
  *	segment back and seals it, so a torn record can only ever be the
  *	last bytes of a segment. A failed fsync seals it too: it is never
  *	fsynced again (fsyncgate), and its good records become durable on
@@ -41,6 +42,7 @@ struct log_seg {
 	uint64_t seq;
 	int fd;
 	uint64_t end;           /* where the next record goes */
+	uint64_t zeroed;        /* zeros written up to here (log_zero_ahead) */
 	unsigned refs;          /* commits that may still wait on its fsync */
 	bool sealed;            /* no more appends */
 	bool retiring;
@@ -265,6 +267,43 @@ log_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off)
 	return 0;
 }
 
+/*
+ * Zeros written ahead of the records: an append then lands on blocks the
+ * segment already has and leaves its size alone, so the fsync that makes
+ * it durable writes the data, not the inode's new size and extents (on
+ * ext4 without a journal, one 1.4 KB append + fsync: p50 0.53 -> 0.44 ms,
+ * p99 1.1 -> 0.68 ms). The step grows with the segment: a segment of one
+ * message (cron mail after an idle second) costs 64 KiB of zeros, a busy
+ * one takes 1 MiB at a time. A replay reads a zero tail as the clean end.
+ */
+#define LOG_ZERO_MIN (64u * 1024u)
+#define LOG_ZERO_MAX (1024u * 1024u)
+static const char log_zeros[LOG_ZERO_MIN];
+
+/* With mu held: zeros past where a record of len bytes will end. Best
+ * effort: a failure leaves appends to extend the file as before. */
+static void
+log_zero_ahead(struct log_seg *s, size_t len)
+{
+	uint64_t from = s->end + len;
+	if (from <= s->zeroed || from >= SPOOL_LOG_SEG_MAX)
+		return;
+	uint64_t step = s->end < LOG_ZERO_MIN ? LOG_ZERO_MIN
+			: s->end > LOG_ZERO_MAX ? LOG_ZERO_MAX : s->end;
+	uint64_t to = from + step < SPOOL_LOG_SEG_MAX ? from + step
+						      : SPOOL_LOG_SEG_MAX;
+	struct iovec iov[LOG_ZERO_MAX / LOG_ZERO_MIN + 1];
+	int n = 0;
+	for (uint64_t left = to - from; left > 0 && n < (int)(sizeof(iov) /
+						sizeof(iov[0])); n++) {
+		size_t k = left < LOG_ZERO_MIN ? (size_t)left : LOG_ZERO_MIN;
+		iov[n] = (struct iovec){ (void *)log_zeros, k };
+		left -= k;
+	}
+	if (log_pwritev_all(s->fd, iov, n, from) == 0)
+		s->zeroed = to;
+}
+
 /* With mu held: the segment that takes len more bytes. */
 static int
 log_current(struct spool_log *lg, size_t len, struct log_seg **out)
@@ -303,11 +342,14 @@ log_append(struct spool_log *lg, struct iovec *iov, int n, size_t len,
 	if (rc == 0) {
 		if (mark != NULL)
 			*mark = m;
+		log_zero_ahead(s, len);
 		rc = log_pwritev_all(s->fd, iov, n, s->end);
 		if (rc != 0) {
 			/* Keep a torn record from ever sitting between two
-			 * good ones: cut it off, and append elsewhere. */
+			 * good ones: cut it off (zeros after it too), and
+			 * append elsewhere. */
 			(void)ftruncate(s->fd, (off_t)s->end);
+			s->zeroed = s->end;
 			log_seal(lg, s);
 		} else {
 			s->end += len;

@@ -173,10 +173,20 @@ replay_read(struct replay *rp, size_t i, char **data, size_t *len)
 	return rc;
 }
 
+bool
+spool_log_zero_tail(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
 /*
  * Every valid record of every segment, in order, to fn; stops at the
- * first failure. Counts the segments that end in bytes that are not a
- * record (a torn tail) when count_torn.
+ * first failure. Counts the segments that end in bytes that are neither
+ * a record nor the zeros written ahead of the records (a torn tail) when
+ * count_torn.
  */
 static int
 replay_walk(struct replay *rp, bool count_torn,
@@ -193,7 +203,8 @@ replay_walk(struct replay *rp, bool count_torn,
 			off += r.total;
 			rc = fn(rp, &r);
 		}
-		if (count_torn && rc == 0 && off < len)
+		if (count_torn && rc == 0 && off < len &&
+		    !spool_log_zero_tail(data + off, len - off))
 			rp->st->torn++;
 		free(data);
 		if (rc != 0)

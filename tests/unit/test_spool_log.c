@@ -15,7 +15,8 @@
  *	records. Failure: a failed fsync reaches the accepts it covered,
  *	its segment is never fsynced again, and later accepts go to a new
  *	segment (also under concurrent load). Sealing when full or idle,
- *	retiring in order, and start-up replay of hand-written segments:
+ *	retiring in order, zeros written ahead of the records, and start-up
+ *	replay of hand-written segments:
  *	rebuild, 'D' removals, newer envelopes kept, garbage replaced, torn
  *	tails, foreign names in log/ left alone.
  */
@@ -272,7 +273,29 @@ seg_put(uint64_t seq, const struct buf *seg)
 	put_file(logfd, name, seg->data ? seg->data : "", seg->len);
 }
 
-/* Count the valid records of a segment; all of it must parse. */
+static bool
+all_zero(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+/* Where the whole records at the start of p[0..len) end. */
+static size_t
+records_end(const char *p, size_t len)
+{
+	struct spool_rec r;
+	size_t off = 0;
+	for (int i = 0; i < 100000 &&
+			spool_rec_parse(p + off, len - off, &r) == 1; i++)
+		off += r.total;
+	return off;
+}
+
+/* Count the valid records of a segment; all of it must parse, but for
+ * the zeros the log writes ahead of its records. */
 static int
 seg_records(uint64_t seq, char type)
 {
@@ -289,7 +312,7 @@ seg_records(uint64_t seq, char type)
 		off += r.total;
 		n += r.type == type;
 	}
-	CHECK_EQ(len, off);
+	CHECK(all_zero(data + off, len - off));
 	free(data);
 	return n;
 }
@@ -305,7 +328,8 @@ static uint64_t ev;
 static struct {
 	uint64_t start, end;
 	ino_t ino;
-	off_t size;    /* the segment's size just before the fsync began */
+	off_t size;    /* where its whole records ended just before the
+			* fsync began (not the file size: zeros run ahead) */
 	int rc;
 } syncs[SYNCS_MAX];
 static unsigned nsyncs;
@@ -345,20 +369,34 @@ syncs_reset(unsigned fail, unsigned ms)
 	uv_mutex_unlock(&ev_mu);
 }
 
+/* Where fd's whole records end: read before the start event, so it can
+ * only be understated (a record being written does not parse yet) and a
+ * record is never credited to an fsync that began before it. */
+static off_t
+synced_end(int fd, const struct stat *st)
+{
+	char *p = malloc((size_t)st->st_size + 1);
+	CHECK(p != NULL);
+	ssize_t n = pread(fd, p, (size_t)st->st_size, 0);
+	CHECK(n >= 0);
+	off_t end = (off_t)records_end(p, (size_t)n);
+	free(p);
+	return end;
+}
+
 static int
 fake_fsync(int fd)
 {
 	struct stat st;
-	/* fstat before the start event: the size can only be understated,
-	 * so a record is never credited to an fsync that began before it */
 	if (fstat(fd, &st) != 0)
 		CHECK_FAIL("fsync of a bad fd %d", fd);
+	off_t end = synced_end(fd, &st);
 	uv_mutex_lock(&ev_mu);
 	unsigned i = nsyncs++;
 	if (i >= SYNCS_MAX)
 		CHECK_FAIL("too many fsyncs");
 	syncs[i].ino = st.st_ino;
-	syncs[i].size = st.st_size;
+	syncs[i].size = end;
 	syncs[i].start = ++ev;
 	unsigned ms = sleep_ms;
 	int rc = fail_call != 0 && i + 1 == fail_call ? -EIO : 0;
@@ -817,6 +855,31 @@ test_retire(void)
 	msg_free(&b);
 }
 
+/* Zeros run ahead of the records, so an append does not grow the file:
+ * 64 KiB past the first record; a second record lands in them. */
+static void
+test_zero_ahead(void)
+{
+	struct msg a, b;
+	struct stat st;
+	dirs_clear();
+	syncs_reset(0, 0);
+	struct spool_log *lg = log_open();
+	msg_make(&a, 0x48, 1000);
+	msg_make(&b, 0x49, 1000);
+	size_t rec = SPOOL_REC_HDR + a.env.len + a.body_len;
+	CHECK_EQ(0, msg_accept(lg, &a));
+	CHECK_EQ(0, fstatat(logfd, "0000000000000001", &st, 0));
+	CHECK_EQ((off_t)(rec + 64 * 1024), st.st_size);
+	CHECK_EQ(0, msg_accept(lg, &b));
+	CHECK_EQ(0, fstatat(logfd, "0000000000000001", &st, 0));
+	CHECK_EQ((off_t)(rec + 64 * 1024), st.st_size);
+	CHECK_EQ(2, seg_records(1, 'A'));   /* and zeros after them */
+	spool_log_free(lg);
+	msg_free(&a);
+	msg_free(&b);
+}
+
 /* Full segments seal themselves at SPOOL_LOG_SEG_MAX. */
 static void
 test_seal_full(void)
@@ -832,8 +895,11 @@ test_seal_full(void)
 		CHECK_EQ(0, msg_accept(lg, &m));
 	struct stat st;
 	CHECK_EQ(0, fstatat(logfd, "0000000000000001", &st, 0));
-	CHECK_EQ((off_t)(fit * rec), st.st_size);
 	CHECK(st.st_size <= (off_t)SPOOL_LOG_SEG_MAX);
+	size_t len;
+	char *data = slurp(logfd, "0000000000000001", &len);
+	CHECK_EQ(fit * rec, records_end(data, len));
+	free(data);
 	CHECK_EQ((int)fit, seg_records(1, 'A'));
 	CHECK_EQ(1, seg_records(2, 'A'));
 	/* sealed without an idle tick, so it retires */
@@ -1087,6 +1153,19 @@ test_replay_torn(void)
 	CHECK_EQ(1, st.torn);
 	CHECK_EQ(0, dir_count(logfd));
 
+	/* the zeros written ahead of the records are the clean end of a
+	 * segment, not a torn tail */
+	dirs_clear();
+	buf_reset(&s1);
+	seg_add(&s1, 'A', &a, NULL);
+	CHECK_EQ(0, buf_append(&s1, (const char[4096]){ 0 }, 4096));
+	seg_put(1, &s1);
+	replay(&st);
+	check_restored(&a);
+	CHECK_EQ(1, st.accepted);
+	CHECK_EQ(0, st.torn);
+	CHECK_EQ(0, dir_count(logfd));
+
 	/* only a torn header: one torn segment, nothing restored */
 	dirs_clear();
 	buf_reset(&s1);
@@ -1239,6 +1318,7 @@ main(void)
 	test_seal_idle();
 	test_retire();
 	test_seal_full();
+	test_zero_ahead();
 	test_replay_empty();
 	test_replay_rebuild();
 	test_replay_done();
