@@ -2,6 +2,7 @@
 #ifndef OUTBOX_SPOOL_PRIV_H
 #define OUTBOX_SPOOL_PRIV_H
 /* Internals shared by spool.c (runtime) and spool_recover.c (start-up). */
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -128,6 +129,9 @@ int spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
 		uv_after_work_cb done);          /* loop */
 void spool_tx_free(struct spool_tx *tx);
 int spool_tx_create(struct spool_tx *tx, int dfd, const char *name);
+/* spool_recover.c: a fresh listing of a subdirectory (its own file
+ * description, so other readers' offsets do not matter), or NULL. */
+DIR *spool_opendir(struct spool *sp, enum spool_sub s);
 /* spool_recover.c: renameat2 RENAME_NOREPLACE, or check-then-rename on a
  * file system without it. */
 int spool_rename_noreplace(int from, const char *name, int to,

@@ -153,7 +153,7 @@ spool_recover_quarantine(struct spool *sp, const char *name, bool is_id,
 }
 
 /* A fresh directory stream on sub (its own offset, closed by closedir). */
-static DIR *
+DIR *
 spool_opendir(struct spool *sp, enum spool_sub s)
 {
 	int fd = openat(sp->sub[s], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -173,13 +173,9 @@ void
 spool_spares_clear(struct spool *sp)
 {
 	int sfd = sp->sub[SPOOL_SPARE];
-	int dfd = dup(sfd);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-	if (d == NULL) {
-		if (dfd >= 0)
-			close(dfd);
+	DIR *d = spool_opendir(sp, SPOOL_SPARE);
+	if (d == NULL)
 		return;
-	}
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL)
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
