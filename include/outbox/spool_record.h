@@ -46,6 +46,11 @@ struct spool_rec {
 void spool_rec_header(char hdr[SPOOL_REC_HDR], char type, const char *id,
 		      const char *env, size_t env_len, const char *body,
 		      uint64_t body_len);
+/* The same from the body's CRC-32 (crc32_update(0, body, body_len)),
+ * which the caller has already: the body is not read. */
+void spool_rec_header_sum(char hdr[SPOOL_REC_HDR], char type, const char *id,
+			  const char *env, size_t env_len, uint64_t body_len,
+			  uint32_t body_crc);
 
 /*
  * Parse the record at the start of p[0..n). 1 and *out (pointing into p),

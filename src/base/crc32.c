@@ -2,17 +2,34 @@
 /*
  * DESCRIPTION
  *	CRC-32 (IEEE 802.3, reflected, as zlib's crc32), slicing by 8: eight
- *	table lookups per 8 bytes instead of one per byte. Every message is
- *	checksummed three times (intake, log record, delivery check), so at
- *	100 KiB this is most of the CPU a message costs. The tables are
- *	built once, by whichever thread comes first (pthread_once).
+ *	table lookups per 8 bytes instead of one per byte. Every body is
+ *	checksummed twice (intake, delivery check); its log record's CRC is
+ *	combined from the body's (crc32_combine), not computed over it again.
+ *	At 100 KiB this was a quarter of the CPU a message costs. The tables
+ *	are built once, by whichever thread comes first (pthread_once).
  */
 #include <pthread.h>
 
 #include "outbox/crc32.h"
 
 static uint32_t crc32_table[8][256];
+/* x^(2^k) mod P, k = 0..31 (reflected: bit 31 is x^0); x has order
+ * 2^32 - 1 mod P, so x^(2^32) = x and the table repeats after 32. */
+static uint32_t crc32_x2k[32];
 static pthread_once_t crc32_once = PTHREAD_ONCE_INIT;
+
+/* a * b mod P, both reflected. */
+static uint32_t
+crc32_mulmod(uint32_t a, uint32_t b)
+{
+	uint32_t p = 0;
+	for (uint32_t m = 1u << 31; m != 0; m >>= 1) {
+		if (a & m)
+			p ^= b;
+		b = b & 1 ? (b >> 1) ^ 0xEDB88320u : b >> 1;   /* b *= x */
+	}
+	return p;
+}
 
 static void
 crc32_init(void)
@@ -28,6 +45,9 @@ crc32_init(void)
 			uint32_t c = crc32_table[t - 1][i];
 			crc32_table[t][i] = (c >> 8) ^ crc32_table[0][c & 0xff];
 		}
+	crc32_x2k[0] = 1u << 30;   /* x^1 */
+	for (int k = 1; k < 32; k++)
+		crc32_x2k[k] = crc32_mulmod(crc32_x2k[k - 1], crc32_x2k[k - 1]);
 }
 
 /* Four bytes as a little-endian word, whatever the host's order. */
@@ -55,4 +75,21 @@ crc32_update(uint32_t crc, const void *p, size_t n)
 	while (n--)
 		crc = t[0][(crc ^ *s++) & 0xff] ^ (crc >> 8);
 	return ~crc;
+}
+
+/*
+ * The CRC of A then B from crc_a, crc_b and B's length, without reading B
+ * again: with the register inverted before and after (as here),
+ * CRC(A B) = crc_a * x^(8 len_b) mod P  xor  crc_b, the inversions
+ * cancelling. x^(8 len_b) by squaring: one table entry per set bit.
+ */
+uint32_t
+crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	pthread_once(&crc32_once, crc32_init);
+	uint32_t xn = 1u << 31;   /* x^0 */
+	for (unsigned k = 3; len_b != 0; len_b >>= 1, k++)
+		if (len_b & 1)
+			xn = crc32_mulmod(crc32_x2k[k & 31], xn);
+	return crc32_mulmod(xn, crc_a) ^ crc_b;
 }

@@ -762,6 +762,7 @@ spool_tx_queue_commit(struct spool_tx *tx, const struct envelope *env,
 	memcpy(e.id, tx->id, sizeof(e.id));
 	e.msg_size = size;
 	e.msg_crc = crc;
+	tx->body_crc = crc;
 	buf_reset(&tx->env);
 	rc = envelope_encode(&e, &tx->env);
 	envelope_free(&e);

@@ -147,8 +147,9 @@ intake_batch_one(struct spool_tx *tx, char *hdr, struct iovec *iov,
 		rc = spool_tx_install_env(tx, false);
 	if (rc != 0)
 		return rc;
-	spool_rec_header(hdr, SPOOL_REC_ACCEPT, tx->id, tx->env.data,
-			 tx->env.len, body, total);
+	/* The body's CRC is the envelope's, already computed on intake. */
+	spool_rec_header_sum(hdr, SPOOL_REC_ACCEPT, tx->id, tx->env.data,
+			     tx->env.len, total, tx->body_crc);
 	iov[0] = (struct iovec){ hdr, SPOOL_REC_HDR };
 	iov[1] = (struct iovec){ tx->env.data, tx->env.len };
 	iov[2] = (struct iovec){ (void *)body, (size_t)total };

@@ -31,6 +31,7 @@ get_le(const char *p, unsigned n)
 	return v;
 }
 
+/* Over the bytes: what a reader checks. */
 static uint32_t
 rec_crc(const char *hdr, const char *env, size_t env_len, const char *body,
 	uint64_t body_len)
@@ -45,14 +46,24 @@ spool_rec_header(char hdr[SPOOL_REC_HDR], char type, const char *id,
 		 const char *env, size_t env_len, const char *body,
 		 uint64_t body_len)
 {
+	spool_rec_header_sum(hdr, type, id, env, env_len, body_len,
+			     crc32_update(0, body, (size_t)body_len));
+}
+
+void
+spool_rec_header_sum(char hdr[SPOOL_REC_HDR], char type, const char *id,
+		     const char *env, size_t env_len, uint64_t body_len,
+		     uint32_t body_crc)
+{
 	memset(hdr, 0, SPOOL_REC_HDR);
 	memcpy(hdr, REC_MAGIC, 4);
 	hdr[4] = type;
 	put_le(hdr + 8, env_len, 4);
 	put_le(hdr + 16, body_len, 8);
 	memcpy(hdr + REC_ID_OFF, id, strnlen(id, ID_LEN));
-	put_le(hdr + REC_CRC_OFF,
-	       rec_crc(hdr, env, env_len, body, body_len), 4);
+	uint32_t crc = crc32_update(0, hdr, REC_CRC_OFF);
+	crc = crc32_update(crc, env, env_len);
+	put_le(hdr + REC_CRC_OFF, crc32_combine(crc, body_crc, body_len), 4);
 }
 
 static int

@@ -2,7 +2,8 @@
 /*
  * crc32_update against the bit-at-a-time definition: the check value,
  * every length 0..300 at every alignment 0..7, split at every point
- * (pieces fed in order give the same CRC), and a large buffer.
+ * (pieces fed in order give the same CRC), and a large buffer;
+ * crc32_combine against the CRC of the whole.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -54,6 +55,39 @@ test_split(unsigned char *buf)
 	}
 }
 
+/* CRC(A B) from CRC(A), CRC(B) and |B|, at every cut of a short buffer,
+ * for empty pieces, and across lengths whose bits use every squaring
+ * step a 1 MiB body needs (and a length past 2^32, by the identity). */
+static void
+test_combine(unsigned char *buf, size_t big)
+{
+	size_t n = 300;
+	uint32_t whole = crc_bits(buf, n);
+	for (size_t cut = 0; cut <= n; cut++)
+		CHECK_EQ(whole, crc32_combine(crc32_update(0, buf, cut),
+					      crc32_update(0, buf + cut, n - cut),
+					      n - cut));
+	CHECK_EQ(0xCBF43926u, crc32_combine(crc32_update(0, "1234", 4),
+					    crc32_update(0, "56789", 5), 5));
+	CHECK_EQ(0xCBF43926u, crc32_combine(0xCBF43926u, 0, 0));
+	CHECK_EQ(0xCBF43926u, crc32_combine(0, 0xCBF43926u, 9));
+	size_t cuts[] = { 1, 64, 4095, 65536, 100000, big - 1 };
+	uint32_t all = crc_bits(buf, big);
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		size_t c = cuts[i];
+		CHECK_EQ(all, crc32_combine(crc32_update(0, buf, big - c),
+					    crc32_update(0, buf + big - c, c), c));
+	}
+	/* Shifting by k bytes twice is shifting by 2k (k past 2^32: the
+	 * squaring table wraps at 32 entries). */
+	uint64_t k = (1ull << 32) + 12345;
+	uint32_t a = crc_bits(buf, 10);
+	uint32_t zk = crc32_combine(0, 0, k);   /* 0 * x^n = 0 */
+	CHECK_EQ(0u, zk);
+	uint32_t step = crc32_combine(crc32_combine(a, 0, k), 0, k);
+	CHECK_EQ(crc32_combine(a, 0, 2 * k), step);
+}
+
 int
 main(void)
 {
@@ -70,6 +104,7 @@ main(void)
 	test_check_value();
 	test_lengths_and_alignments(buf);
 	test_split(buf);
+	test_combine(buf, big);
 	CHECK_EQ(crc_bits(buf, big), crc32_update(0, buf, big));
 	free(buf);
 	CHECK_DONE();
