@@ -58,5 +58,12 @@ void spool_rec_header_sum(char hdr[SPOOL_REC_HDR], char type, const char *id,
  * -EBADMSG if it is not a record at all.
  */
 int spool_rec_parse(const char *p, size_t n, struct spool_rec *out);
+/*
+ * The header alone at the start of p[0..n): 1 and *out (type, id,
+ * lengths, total; env and body NULL), 0 if n < SPOOL_REC_HDR, -EBADMSG.
+ * For a walk that needs only the ids of records this process wrote and
+ * fsynced (retiring a segment): the payload is neither read nor checked.
+ */
+int spool_rec_parse_header(const char *p, size_t n, struct spool_rec *out);
 
 #endif

@@ -443,12 +443,7 @@ spool_log_retire(struct spool_log *lg, uint64_t seq, int msgfd, int envfd)
 	struct log_seg *s = log_find_sealed(lg, seq);
 	if (s == NULL || !s->retiring)
 		return -ENOENT;
-	char *data = NULL;
-	int rc = spool_log_read_seg(s->fd, s->end, &data);
-	if (rc == 0)
-		rc = spool_log_sync_survivors(data, (size_t)s->end, msgfd,
-					      envfd);
-	free(data);
+	int rc = spool_log_sync_survivors(s->fd, s->end, msgfd, envfd);
 	char name[32];
 	if (rc == 0)
 		rc = spool_log_seg_name(name, sizeof(name), seq);

@@ -17,9 +17,9 @@ int spool_log_list(int logfd, uint64_t **out, size_t *n);
 bool spool_log_zero_tail(const char *p, size_t n);
 /* The first len bytes of fd into a new heap buffer *out (caller frees). */
 int spool_log_read_seg(int fd, uint64_t len, char **out);
-/* fsync msg/ID and env/ID of every 'A' record in data that still has
- * them, then msg/ and env/ themselves. */
-int spool_log_sync_survivors(const char *data, size_t len, int msgfd,
-			     int envfd);
+/* fsync msg/ID and env/ID of every 'A' record in the segment segfd's
+ * first end bytes that still has them, then msg/ and env/ themselves;
+ * -EBADMSG if a record header is not where one should be. */
+int spool_log_sync_survivors(int segfd, uint64_t end, int msgfd, int envfd);
 
 #endif

@@ -77,20 +77,50 @@ sync_dirs(int msgfd, int envfd)
 	return 0;
 }
 
+/* Window of the walk below: many small records per read, one header
+ * per read of a big one. */
+#define SURVIVOR_WINDOW (16u * 1024u)
+
+/*
+ * Only the headers are read: the bodies, most of a segment, were written
+ * and fsynced by this process, and what a retire needs of them is their
+ * ids. A header that is not one before the end stops the retire (the
+ * segment stays for the next start's replay) rather than skip the rest.
+ */
 int
-spool_log_sync_survivors(const char *data, size_t len, int msgfd, int envfd)
+spool_log_sync_survivors(int segfd, uint64_t end, int msgfd, int envfd)
 {
-	struct spool_rec r;
-	size_t off = 0;
+	char *win = malloc(SURVIVOR_WINDOW);
+	if (win == NULL)
+		return -ENOMEM;
+	uint64_t off = 0, woff = 0;   /* next record; win[0]'s offset */
+	size_t wlen = 0;
 	int rc = 0;
-	while (rc == 0 && spool_rec_parse(data + off, len - off, &r) == 1) {
+	while (rc == 0 && off < end) {
+		if (off + SPOOL_REC_HDR > woff + wlen) {
+			uint64_t left = end - off;
+			wlen = left < SURVIVOR_WINDOW ? (size_t)left
+						      : SURVIVOR_WINDOW;
+			woff = off;
+			rc = spool_pread_all(segfd, win, wlen, off);
+			if (rc != 0)
+				break;
+		}
+		struct spool_rec r;
+		size_t at = (size_t)(off - woff);
+		if (spool_rec_parse_header(win + at, wlen - at, &r) != 1 ||
+		    r.total > end - off) {
+			rc = -EBADMSG;
+			break;
+		}
 		off += r.total;
-		if (r.type != SPOOL_REC_ACCEPT)
-			continue;
-		rc = sync_name(msgfd, r.id);
-		if (rc == 0)
-			rc = sync_name(envfd, r.id);
+		if (r.type == SPOOL_REC_ACCEPT) {
+			rc = sync_name(msgfd, r.id);
+			if (rc == 0)
+				rc = sync_name(envfd, r.id);
+		}
 	}
+	free(win);
 	return rc == 0 ? sync_dirs(msgfd, envfd) : rc;
 }
 

@@ -102,6 +102,20 @@ rec_check_header(const char *p, struct spool_rec *r)
 }
 
 int
+spool_rec_parse_header(const char *p, size_t n, struct spool_rec *out)
+{
+	struct spool_rec r = { 0 };
+	if (n < SPOOL_REC_HDR)
+		return 0;
+	int rc = rec_check_header(p, &r);
+	if (rc != 0)
+		return rc;
+	r.total = SPOOL_REC_HDR + r.env_len + (size_t)r.body_len;
+	*out = r;
+	return 1;
+}
+
+int
 spool_rec_parse(const char *p, size_t n, struct spool_rec *out)
 {
 	struct spool_rec r = { 0 };

@@ -855,6 +855,69 @@ test_retire(void)
 	msg_free(&b);
 }
 
+/* Put 4 bytes over a sealed segment's record header at off. */
+static void
+seg_smash(uint64_t seq, off_t off)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "%016llx", (unsigned long long)seq);
+	int fd = openat(logfd, name, O_WRONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_EQ(4, pwrite(fd, "JUNK", 4, off));
+	close(fd);
+}
+
+/*
+ * A retire reads only the record headers (in 16 KiB windows, skipping
+ * bodies): it walks across windows, over a body far bigger than one, to
+ * the last record, and a header that is not one stops it (-EBADMSG, the
+ * segment kept for the next start's replay) instead of passing for the
+ * end. 40 small records, a 200 KiB one, 5 small ones.
+ */
+static void
+test_retire_walk(void)
+{
+	struct msg small[45], big;
+	size_t off[47], at = 0;
+	for (int i = 0; i < 45; i++)
+		msg_make(&small[i], 0x60 + (unsigned)i, 900);
+	msg_make(&big, 0x5f, 200 * 1024);
+	for (int bad = 0; bad < 3; bad++) {
+		dirs_clear();
+		syncs_reset(0, 0);
+		struct spool_log *lg = log_open();
+		at = 0;
+		for (int i = 0; i < 45; i++) {
+			if (i == 40) {
+				off[45] = at;
+				CHECK_EQ(0, msg_accept(lg, &big));
+				at += SPOOL_REC_HDR + big.env.len + big.body_len;
+			}
+			off[i] = at;
+			CHECK_EQ(0, msg_accept(lg, &small[i]));
+			at += SPOOL_REC_HDR + small[i].env.len + small[i].body_len;
+		}
+		CHECK(!spool_log_seal_idle(lg));
+		CHECK(spool_log_seal_idle(lg));
+		CHECK_EQ(1, spool_log_retire_take(lg));
+		/* none smashed; one past the first window; the last record,
+		 * right after the big body */
+		if (bad == 1)
+			seg_smash(1, (off_t)off[30]);
+		if (bad == 2)
+			seg_smash(1, (off_t)off[44]);
+		CHECK(off[30] > 16 * 1024);
+		int rc = spool_log_retire(lg, 1, msgfd, envfd);
+		CHECK_EQ(bad == 0 ? 0 : -EBADMSG, rc);
+		CHECK_EQ(bad != 0, file_exists(logfd, "0000000000000001"));
+		spool_log_retired(lg, 1, rc);
+		spool_log_free(lg);
+	}
+	for (int i = 0; i < 45; i++)
+		msg_free(&small[i]);
+	msg_free(&big);
+}
+
 /* Zeros run ahead of the records, so an append does not grow the file:
  * 64 KiB past the first record; a second record lands in them. */
 static void
@@ -1317,6 +1380,7 @@ main(void)
 	test_failure_concurrent();
 	test_seal_idle();
 	test_retire();
+	test_retire_walk();
 	test_seal_full();
 	test_zero_ahead();
 	test_replay_empty();

@@ -262,6 +262,8 @@ check_field(size_t i, char v)
 		CHECK_FAIL("byte %zu = 0x%02x: %d, want -EBADMSG", i,
 			   (unsigned char)v, rc);
 	check_count++;
+	/* every one of these is in the header: a header walk sees it too */
+	CHECK_EQ(-EBADMSG, spool_rec_parse_header(rec, SPOOL_REC_HDR, &r));
 	free(rec);
 }
 
@@ -425,6 +427,42 @@ test_sequence(void)
 	free(r3);
 }
 
+/* The header alone: fields and total from 64 bytes, the payload neither
+ * needed nor checked, fewer than 64 bytes is 0. */
+static void
+test_header_only(void)
+{
+	char env[ENV_N], *body = malloc(BODY_N);
+	CHECK(body != NULL);
+	fill_parts(env, body);
+	size_t total;
+	char *rec = build('A', id_a, env, ENV_N, body, BODY_N, &total);
+	struct spool_rec r;
+	memset(&r, 0x55, sizeof(r));
+	CHECK_EQ(1, spool_rec_parse_header(rec, SPOOL_REC_HDR, &r));
+	CHECK_EQ('A', r.type);
+	CHECK_STR_EQ(id_a, r.id);
+	CHECK_EQ(ENV_N, r.env_len);
+	CHECK_EQ(BODY_N, r.body_len);
+	CHECK_EQ(total, r.total);
+	CHECK(r.env == NULL && r.body == NULL);
+	/* a body byte flipped: the record is rejected, its header is not */
+	rec[total - 1] ^= 1;
+	CHECK_EQ(-EBADMSG, spool_rec_parse(rec, total, &r));
+	CHECK_EQ(1, spool_rec_parse_header(rec, total, &r));
+	CHECK_EQ(total, r.total);
+	CHECK_EQ(0, spool_rec_parse_header(rec, SPOOL_REC_HDR - 1, &r));
+	CHECK_EQ(0, spool_rec_parse_header(rec, 0, &r));
+	free(rec);
+	rec = build('D', id_d, NULL, 0, NULL, 0, &total);
+	CHECK_EQ(1, spool_rec_parse_header(rec, total, &r));
+	CHECK_EQ('D', r.type);
+	CHECK_STR_EQ(id_d, r.id);
+	CHECK_EQ((size_t)SPOOL_REC_HDR, r.total);
+	free(rec);
+	free(body);
+}
+
 int
 main(void)
 {
@@ -438,5 +476,6 @@ main(void)
 	test_lengths();
 	test_short_and_zero();
 	test_sequence();
+	test_header_only();
 	CHECK_DONE();
 }
