@@ -101,6 +101,10 @@ int spool_tx_commit(struct spool_tx *tx, const struct envelope *env,
  */
 int spool_tx_commit_last(struct spool_tx *tx, const char *data, size_t len,
 			 const struct envelope *env, spool_cb cb, void *arg);
+/* The body's size and CRC-32 as the committed envelope has them (the
+ * spool computes them as it takes the bytes): valid once a commit call
+ * has returned 0, until its callback returns. */
+void spool_tx_sum(const struct spool_tx *tx, uint64_t *size, uint32_t *crc);
 /*
  * Throw it away: unlink and free (waits internally for a pending write,
  * whose callback is then NOT called). Not allowed after spool_tx_commit.

@@ -24,7 +24,6 @@
 #include <string.h>
 
 #include "outbox/cidr.h"
-#include "outbox/crc32.h"
 #include "outbox/daemon.h"
 #include "outbox/log.h"
 #include "outbox/smtp_server.h"
@@ -51,8 +50,6 @@ struct session {
 	struct rewrite_stage *stage; /* this transaction's header rewriting */
 	struct buf body;        /* stage output, handed to the spool */
 	int tx_error;           /* first spool error of this transaction */
-	uint64_t tx_size;       /* bytes handed to the spool, and their CRC: */
-	uint32_t tx_crc;        /* our in-memory envelope must match the disk */
 	bool spool_busy;        /* a write or commit is in flight */
 	bool commit_after_write;
 	bool shutdown_pending;  /* daemon stopping while spool_busy */
@@ -197,8 +194,6 @@ session_data_start(struct session *s)
 	char date[64];
 	daemon_date(date, sizeof(date));
 	s->tx_error = 0;
-	s->tx_size = 0;
-	s->tx_crc = 0;
 	int r = spool_tx_begin(s->d->spool, &s->tx);
 	if (r < 0) {
 		/* 354 is already out: take the body, answer 451 at the end. */
@@ -266,8 +261,6 @@ session_envelope(struct session *s)
 	str_copy(env->id, sizeof(env->id), spool_tx_id(s->tx));
 	env->sender = strdup(tx->sender);
 	env->arrival = daemon_now();
-	env->msg_size = s->tx_size;
-	env->msg_crc = s->tx_crc;
 	env->flags = (tx->body_8bit ? ENV_F_8BIT : 0) |
 		     (tx->smtputf8 ? ENV_F_SMTPUTF8 : 0);
 	str_copy(env->client, sizeof(env->client), s->ip);
@@ -346,6 +339,9 @@ session_commit_last(struct session *s, const char *data, size_t len)
 		r = spool_tx_commit_last(s->tx, data, len, env,
 					 session_commit_cb, c);
 		if (r == 0) {
+			/* Our in-memory envelope matches the disk: the size
+			 * and CRC are what the spool computed as it stored. */
+			spool_tx_sum(s->tx, &env->msg_size, &env->msg_crc);
 			s->spool_busy = true;
 			s->refs++;
 			return;
@@ -406,8 +402,6 @@ session_store(struct session *s, bool final)
 			session_commit(s);
 		return;
 	}
-	s->tx_size += body->len;
-	s->tx_crc = crc32_update(s->tx_crc, body->data, body->len);
 	/* The last bytes ride with the commit: one pool round trip. */
 	if (final) {
 		session_commit_last(s, body->data, body->len);

@@ -762,6 +762,7 @@ spool_tx_queue_commit(struct spool_tx *tx, const struct envelope *env,
 	memcpy(e.id, tx->id, sizeof(e.id));
 	e.msg_size = size;
 	e.msg_crc = crc;
+	tx->body_size = size;
 	tx->body_crc = crc;
 	buf_reset(&tx->env);
 	rc = envelope_encode(&e, &tx->env);
@@ -837,6 +838,13 @@ spool_tx_commit_last(struct spool_tx *tx, const char *data, size_t len,
 		tx->wlen = 0;
 	}
 	return rc;
+}
+
+void
+spool_tx_sum(const struct spool_tx *tx, uint64_t *size, uint32_t *crc)
+{
+	*size = tx->body_size;
+	*crc = tx->body_crc;
 }
 
 void

@@ -108,7 +108,8 @@ struct spool_tx {
 	char *wdata;          /* the write in flight */
 	size_t wlen;
 	struct buf env;       /* encoded envelope, for the commit */
-	uint32_t body_crc;    /* ...and the whole body's CRC, as in it */
+	uint64_t body_size;   /* ...and the whole body's size and CRC, */
+	uint32_t body_crc;    /* as in it */
 	struct buf held;      /* body bytes kept in memory (spool_tx_hold) */
 	uint32_t held_crc;
 	spool_cb cb;

@@ -665,6 +665,13 @@ test_hold(struct spool *sp)
 	make_env(&e, "bob@example.net");
 	CHECK_EQ(0, spool_tx_commit_last(tx, "two\r\n", 5, &e, on_done, &w));
 	envelope_free(&e);
+	/* the sums the caller's envelope takes, before the callback */
+	uint64_t sum_size;
+	uint32_t sum_crc;
+	spool_tx_sum(tx, &sum_size, &sum_crc);
+	CHECK_EQ(27, sum_size);
+	CHECK_EQ(crc32_update(0, "Subject: held\r\n\r\none\r\ntwo\r\n", 27),
+		 sum_crc);
 	wait_for(&w);
 	CHECK_EQ(0, w.status);
 	size_t n;
@@ -697,6 +704,13 @@ test_hold(struct spool *sp)
 	w.calls = 0;
 	CHECK_EQ(0, spool_tx_commit_last(tx, "end\r\n", 5, &e, on_done, &w));
 	envelope_free(&e);
+	/* streamed: the CRC the pool thread computed as it wrote, and the
+	 * last bytes' */
+	spool_tx_sum(tx, &sum_size, &sum_crc);
+	CHECK_EQ(6 + big + 5, sum_size);
+	uint32_t want = crc32_update(0, "head\r\n", 6);
+	want = crc32_update(want, chunk, big);
+	CHECK_EQ(crc32_update(want, "end\r\n", 5), sum_crc);
 	wait_for(&w);
 	CHECK_EQ(0, w.status);
 	msg = slurp("msg", id, &n);
