@@ -1,22 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * DESCRIPTION
- *	CRC-32 (IEEE 802.3, reflected, as zlib's crc32), slicing by 8: eight
- *	table lookups per 8 bytes instead of one per byte. Every body is
- *	checksummed twice (intake, delivery check); its log record's CRC is
- *	combined from the body's (crc32_combine), not computed over it again.
- *	At 100 KiB this was a quarter of the CPU a message costs. The tables
- *	are built once, by whichever thread comes first (pthread_once).
+ *	CRC-32 (IEEE 802.3, reflected, as zlib's crc32): by carry-less
+ *	multiplication where the CPU has it (crc32_clmul.c) for all but the
+ *	last bytes, else slicing by 8: eight table lookups per 8 bytes
+ *	instead of one per byte. Every body is checksummed twice (intake,
+ *	delivery check); its log record's CRC is combined from the body's
+ *	(crc32_combine), not computed over it again. The tables are built,
+ *	and the CPU asked, once, by whichever thread comes first
+ *	(pthread_once).
  */
 #include <pthread.h>
 
 #include "outbox/crc32.h"
+#include "crc32_priv.h"
 
 static uint32_t crc32_table[8][256];
 /* x^(2^k) mod P, k = 0..31 (reflected: bit 31 is x^0); x has order
  * 2^32 - 1 mod P, so x^(2^32) = x and the table repeats after 32. */
 static uint32_t crc32_x2k[32];
 static pthread_once_t crc32_once = PTHREAD_ONCE_INIT;
+static bool crc32_clmul;       /* the CPU can: crc32_clmul.c */
+static bool crc32_portable;    /* tests: the tables all the same */
 
 /* a * b mod P, both reflected. */
 static uint32_t
@@ -45,6 +50,7 @@ crc32_init(void)
 			uint32_t c = crc32_table[t - 1][i];
 			crc32_table[t][i] = (c >> 8) ^ crc32_table[0][c & 0xff];
 		}
+	crc32_clmul = crc32_clmul_usable();
 	crc32_x2k[0] = 1u << 30;   /* x^1 */
 	for (int k = 1; k < 32; k++)
 		crc32_x2k[k] = crc32_mulmod(crc32_x2k[k - 1], crc32_x2k[k - 1]);
@@ -65,6 +71,12 @@ crc32_update(uint32_t crc, const void *p, size_t n)
 	const uint32_t (*t)[256] = crc32_table;
 	const unsigned char *s = p;
 	crc = ~crc;
+	if (crc32_clmul && !crc32_portable && n >= 64) {
+		size_t m = n & ~(size_t)15;
+		crc = crc32_clmul_fold(crc, s, m);
+		s += m;
+		n -= m;
+	}
 	for (; n >= 8; n -= 8, s += 8) {
 		uint32_t a = crc32_le32(s) ^ crc, b = crc32_le32(s + 4);
 		crc = t[7][a & 0xff] ^ t[6][(a >> 8) & 0xff] ^
@@ -75,6 +87,20 @@ crc32_update(uint32_t crc, const void *p, size_t n)
 	while (n--)
 		crc = t[0][(crc ^ *s++) & 0xff] ^ (crc >> 8);
 	return ~crc;
+}
+
+void
+crc32_set_portable(bool on)
+{
+	pthread_once(&crc32_once, crc32_init);
+	crc32_portable = on;
+}
+
+bool
+crc32_accelerated(void)
+{
+	pthread_once(&crc32_once, crc32_init);
+	return crc32_clmul && !crc32_portable;
 }
 
 /*
