@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "outbox/crlf_plain.h"
 #include "outbox/dot.h"
 #include "outbox/limits.h"
 
@@ -80,7 +81,15 @@ dot_feed_all(struct dot_stuff *d, const char *in, size_t n, struct buf *out)
 	while (i < n) {
 		int r = 0;
 		char ch = in[i];
-		if (d->cr) {
+		size_t k = d->col == 0 && !d->cr
+				   ? crlf_plain_prefix(in + i, n - i,
+						       SMTP_SEND_LINE_MAX)
+				   : 0;
+		if (k > 0) {
+			/* whole lines needing no stuffing, folding or repair */
+			r = buf_append(out, in + i, k);
+			i += k;
+		} else if (d->cr) {
 			/* CR LF, or a bare CR that ends the line all the same. */
 			d->cr = false;
 			r = dot_newline(d, out);
@@ -93,9 +102,9 @@ dot_feed_all(struct dot_stuff *d, const char *in, size_t n, struct buf *out)
 			r = dot_newline(d, out);
 			i++;
 		} else {
-			size_t k = dot_plain_len(in + i, n - i);
-			r = dot_run(d, in + i, k, out);
-			i += k;
+			size_t m = dot_plain_len(in + i, n - i);
+			r = dot_run(d, in + i, m, out);
+			i += m;
 		}
 		if (r < 0)
 			return r;

@@ -5,10 +5,13 @@
  *	rules). The state is the position inside the current line, so a line
  *	end or a dot line split over two feeds is handled like an unsplit one.
  *	Runs of ordinary bytes are copied in one go; only line starts and
- *	CR/LF bytes go through the per-byte states.
+ *	CR/LF bytes go through the per-byte states, and in the body whole
+ *	runs of plain CRLF lines skip them too (crlf_plain.h).
  */
+#include <stdint.h>
 #include <string.h>
 
+#include "outbox/crlf_plain.h"
 #include "outbox/smtp_data.h"
 
 static const char data_received[] = "received:";
@@ -105,6 +108,23 @@ data_mid(struct smtp_data *d, const char *p, size_t n, struct buf *chunk)
 }
 
 /*
+ * At a line start in the body: whole CRLF lines that need no unstuffing
+ * or repair are stored as they are (at most one flush worth). Headers
+ * take the byte path, which counts Received: fields.
+ */
+static size_t
+data_plain(struct smtp_data *d, const char *p, size_t n, struct buf *chunk)
+{
+	size_t k = crlf_plain_prefix(p, n < SMTP_DATA_FLUSH ? n : SMTP_DATA_FLUSH,
+				     SIZE_MAX);
+	if (k > 0) {
+		data_append(d, chunk, p, k);
+		d->prev_crlf = true;
+	}
+	return k;
+}
+
+/*
  * One step at a line start or after a CR. Returns bytes used (0 when the
  * byte is left for the next state) and sets *end at <CRLF>.<CRLF>.
  */
@@ -169,6 +189,13 @@ smtp_data_feed(struct smtp_data *d, const char *p, size_t n,
 		if (d->pos == DATA_MID) {
 			i += data_mid(d, p + i, n - i, chunk);
 			continue;
+		}
+		if (d->pos == DATA_BOL && !d->in_headers) {
+			size_t k = data_plain(d, p + i, n - i, chunk);
+			if (k > 0) {
+				i += k;
+				continue;
+			}
 		}
 		bool end = false;
 		i += data_step(d, p[i], chunk, &end);
