@@ -115,6 +115,19 @@ conn_write_raw(struct conn *c, const char *data, size_t len)
 {
 	if (len == 0)
 		return 0;
+	/* Nothing queued: the socket usually takes it all now, and only
+	 * what it does not take is copied to wait. An error here goes the
+	 * queued way, which reports it as before. */
+	if (c->nwrites == 0) {
+		uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+		int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		}
+		if (len == 0)
+			return 0;
+	}
 	struct conn_write_req *w = malloc(sizeof(*w) + len);
 	if (w == NULL)
 		return UV_ENOMEM;
