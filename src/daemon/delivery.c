@@ -33,6 +33,9 @@ delivery_unref(struct delivery *dl)
 {
 	if (--dl->refs > 0)
 		return;
+	/* The last deliveries of a burst end after the queue has emptied. */
+	if (queue_size(dl->q) == 0)
+		listener_trim_soon(dl->d->listener);
 	buf_free(&dl->lines);
 	buf_free(&dl->wire);
 	free(dl->rbuf);
@@ -358,6 +361,7 @@ delivery_ready(struct delivery *dl, enum smtp_client_event *ev)
 	}
 	if (!stale && dest_park(dl->q, dl->dest, dl)) {
 		dl->idle = true;
+		delivery_body_release(dl);
 		delivery_set_timer(dl, DELIVERY_IDLE_MS);
 		return false;
 	}

@@ -181,7 +181,12 @@ delivery_body_read(struct delivery *dl)
 void
 delivery_body_start(struct delivery *dl)
 {
-	if (dl->rbuf == NULL && (dl->rbuf = malloc(DELIVERY_READ_SIZE)) == NULL) {
+	/* The wire buffer at a piece's usual size in one go, not grown by
+	 * doubling (each step a copy). */
+	if ((dl->rbuf == NULL &&
+	     (dl->rbuf = malloc(DELIVERY_READ_SIZE)) == NULL) ||
+	    buf_reserve(&dl->wire, DELIVERY_READ_SIZE + DELIVERY_READ_SIZE / 16)
+		    != 0) {
 		delivery_body_fail(dl, "4.3.0", "out of memory");
 		return;
 	}
@@ -205,6 +210,16 @@ delivery_body_start(struct delivery *dl)
 	dl->wait_drain = false;
 	dot_stuff_init(&dl->dot);
 	delivery_body_read(dl);
+}
+
+void
+delivery_body_release(struct delivery *dl)
+{
+	if (!dl->fs_busy) {
+		free(dl->rbuf);
+		dl->rbuf = NULL;
+	}
+	buf_free(&dl->wire);
 }
 
 void

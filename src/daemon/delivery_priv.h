@@ -116,6 +116,9 @@ bool delivery_route_is_relay(const struct delivery *dl);
 /* delivery_body.c */
 void delivery_body_start(struct delivery *dl);
 void delivery_body_drain(struct delivery *dl);
+/* A parked session's body buffers (read piece, wire) go back to the heap
+ * until its next message: idle sessions hold no 200 KiB each. */
+void delivery_body_release(struct delivery *dl);
 void delivery_body_stop(struct delivery *dl);
 
 #endif
