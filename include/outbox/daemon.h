@@ -54,6 +54,9 @@ void listener_stop(struct listener *l);
 /* Sessions still open (shutdown waits for 0). */
 unsigned listener_sessions(const struct listener *l);
 void listener_free(struct listener *l);
+/* Activity stopped: give freed heap back to the system shortly (at most
+ * once a second). NULL or a stopping listener: nothing. */
+void listener_trim_soon(struct listener *l);
 
 /* session.c: take over an accepted client. */
 struct session;

@@ -139,16 +139,43 @@ listener_space_cb(uv_fs_t *req)
 		free(l);  /* listener_free left it to us */
 }
 
+static void
+listener_trim_cb(uv_timer_t *t)
+{
+	struct listener *l = t->data;
+	malloc_trim(0);
+	l->trim_last = uv_now(l->d->loop);
+}
+
+/*
+ * glibc keeps freed memory that is not at the top of the heap, and up to
+ * the trim threshold (main.c) of what is: a burst's held bodies, read
+ * buffers and queue entries stay resident (30 MiB after a 100 KiB load at
+ * c=100) unless given back. So when activity stops (intake quiet, the
+ * last session closed, the queue empty), trim a moment later, once the
+ * closing handles have freed theirs; at most once a second, since at a
+ * steady trickle activity stops after every message.
+ */
+void
+listener_trim_soon(struct listener *l)
+{
+	if (l == NULL || l->stopping ||
+	    uv_is_active((uv_handle_t *)&l->trim_timer))
+		return;
+	uint64_t now = uv_now(l->d->loop);
+	uint64_t next = l->trim_last + 1000;
+	uv_timer_start(&l->trim_timer, listener_trim_cb,
+		       next > now + 100 ? next - now : 100, 0);
+}
+
 /* The spool's free space, off the loop thread, once a second. */
 static void
 listener_space_timer_cb(uv_timer_t *t)
 {
 	struct listener *l = t->data;
-	/* The spool's own once-a-second work rides on this timer. When
-	 * intake has just gone quiet, give the heap a burst left behind
-	 * (held bodies, read buffers) back to the system: glibc keeps it. */
+	/* The spool's own once-a-second work rides on this timer. */
 	if (spool_tick(l->d->spool))
-		malloc_trim(0);
+		listener_trim_soon(l);
 	if (l->space_busy)
 		return;
 	l->space_req.data = l;
@@ -193,6 +220,8 @@ listener_start(struct daemon *d)
 	uv_timer_init(d->loop, &l->space_timer);
 	l->space_timer.data = l;
 	uv_timer_start(&l->space_timer, listener_space_timer_cb, 0, 1000);
+	uv_timer_init(d->loop, &l->trim_timer);
+	l->trim_timer.data = l;
 	char list[1024] = "";
 	for (size_t i = 0; i < d->cfg.listen.naddress; i++) {
 		const struct config_hostport *hp = &d->cfg.listen.address[i];
@@ -216,6 +245,7 @@ listener_stop(struct listener *l)
 		return;
 	l->stopping = true;
 	uv_close((uv_handle_t *)&l->space_timer, NULL);
+	uv_close((uv_handle_t *)&l->trim_timer, NULL);
 	for (size_t i = 0; i < l->nsocks; i++)
 		uv_close((uv_handle_t *)&l->socks[i]->tcp, (uv_close_cb)free);
 	l->nsocks = 0;
@@ -235,6 +265,8 @@ listener_sessions(const struct listener *l)
 void
 listener_free(struct listener *l)
 {
+	if (l != NULL)
+		l->d->listener = NULL;
 	if (l != NULL && l->space_busy) {
 		l->orphaned = true; /* listener_space_cb frees it */
 		return;

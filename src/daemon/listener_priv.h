@@ -21,6 +21,8 @@ struct listener {
 	uv_fs_t space_req;
 	bool space_busy;
 	bool orphaned;              /* freed by its owner while statfs ran */
+	uv_timer_t trim_timer;      /* listener_trim_soon */
+	uint64_t trim_last;         /* loop time of the last trim */
 };
 
 struct session *session_next(struct session *s);

@@ -225,6 +225,8 @@ queue_msg_free(struct queue *q, struct qmsg *m)
 	}
 	q->total--;
 	qmsg_free(m);
+	if (q->total == 0)
+		listener_trim_soon(q->d->listener);
 }
 
 /* Take over a heap envelope (its parts move into the qmsg). */

@@ -592,7 +592,8 @@ session_close(struct session *s, const char *reason)
 		s->l->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	s->l->nsessions--;
+	if (--s->l->nsessions == 0)
+		listener_trim_soon(s->l);
 	uv_timer_stop(&s->timer);
 	uv_close((uv_handle_t *)&s->timer, session_handle_closed);
 	uv_close((uv_handle_t *)&s->tcp, session_handle_closed);
