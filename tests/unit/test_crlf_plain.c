@@ -54,15 +54,6 @@ test_prefix(void)
 	CHECK_EQ(4, crlf_plain_prefix("ab\r\ncd\r\n", 7, SIZE_MAX));
 }
 
-static uint32_t rng_state = 4242;
-
-static uint32_t
-rng(void)
-{
-	rng_state = rng_state * 1103515245u + 12345u;
-	return rng_state >> 8;
-}
-
 /* A mail-like body into b: a header, then lines of every kind. */
 static void
 make_body(struct buf *b, unsigned lines)
@@ -70,14 +61,14 @@ make_body(struct buf *b, unsigned lines)
 	buf_init(b, 8u << 20);
 	CHECK_EQ(0, buf_puts(b, "Received: a\r\nSubject: x\r\nreceived: b\r\n\r\n"));
 	for (unsigned i = 0; i < lines; i++) {
-		uint32_t kind = rng() % 100;
-		size_t len = kind < 3 ? 990 + rng() % 20 : rng() % 90;
+		uint32_t kind = check_rng() % 100;
+		size_t len = kind < 3 ? 990 + check_rng() % 20 : check_rng() % 90;
 		if (kind >= 3 && kind < 11)
 			CHECK_EQ(0, buf_append(b, ".", 1));
 		if (kind == 11)
 			CHECK_EQ(0, buf_puts(b, "Received: c"));   /* body: not a hop */
 		for (size_t k = 0; k < len; k++) {
-			char c = (char)('a' + rng() % 26);
+			char c = (char)('a' + check_rng() % 26);
 			if (kind == 12 && k == len / 2)
 				c = '\r';                              /* bare CR */
 			CHECK_EQ(0, buf_append(b, &c, 1));

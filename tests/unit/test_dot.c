@@ -178,15 +178,6 @@ test_huge_line(void)
 	free(big);
 }
 
-static uint32_t rng_state = 12345;
-
-static uint32_t
-rng(void)
-{
-	rng_state = rng_state * 1103515245u + 12345u;
-	return rng_state >> 8;
-}
-
 /* Random bytes biased toward the interesting ones. */
 static void
 random_input(char *p, size_t n, bool clean)
@@ -194,7 +185,7 @@ random_input(char *p, size_t n, bool clean)
 	static const char pick[] = "..\r\n\r\nab x";
 	for (size_t i = 0; i < n; i++) {
 		if (clean) {
-			uint32_t v = rng() % 8;
+			uint32_t v = check_rng() % 8;
 			p[i] = v == 0 ? '.' : v == 1 ? '\n' : (char)('a' + v);
 			if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r')) {
 				p[i] = '\r';
@@ -202,8 +193,8 @@ random_input(char *p, size_t n, bool clean)
 					p[++i] = '\n';
 			}
 		} else {
-			uint32_t v = rng() % 16;
-			p[i] = v < sizeof(pick) - 1 ? pick[v] : (char)(rng() & 0xff);
+			uint32_t v = check_rng() % 16;
+			p[i] = v < sizeof(pick) - 1 ? pick[v] : (char)(check_rng() & 0xff);
 		}
 	}
 }
@@ -214,14 +205,14 @@ test_chunks(void)
 {
 	char in[3000];
 	for (int round = 0; round < 40; round++) {
-		size_t n = 1 + rng() % sizeof(in);
+		size_t n = 1 + check_rng() % sizeof(in);
 		random_input(in, n, false);
 		if (round % 5 == 0)
 			memset(in + 10, 'q', n > 1500 ? 1400 : 0);
 		struct buf whole, bytes, split;
 		stuff(in, n, 0, &whole);
 		stuff(in, n, 1, &bytes);
-		stuff(in, n, 1 + rng() % 37, &split);
+		stuff(in, n, 1 + check_rng() % 37, &split);
 		CHECK_EQ(whole.len, bytes.len);
 		CHECK_MEM_EQ(whole.data, bytes.data, whole.len);
 		CHECK_EQ(whole.len, split.len);
@@ -239,7 +230,7 @@ test_round_trip(void)
 {
 	char in[4000];
 	for (int round = 0; round < 40; round++) {
-		size_t n = rng() % (sizeof(in) - 2);
+		size_t n = check_rng() % (sizeof(in) - 2);
 		random_input(in, n, true);
 		/* Terminate the last line so the comparison is exact. */
 		if (n < 2 || in[n - 2] != '\r' || in[n - 1] != '\n') {
@@ -249,7 +240,7 @@ test_round_trip(void)
 			in[n++] = '\n';
 		}
 		struct buf w, back;
-		stuff(in, n, 1 + rng() % 64, &w);
+		stuff(in, n, 1 + check_rng() % 64, &w);
 		check_wire(&w);
 		unstuff(&w, &back);
 		CHECK_EQ(back.len, n);

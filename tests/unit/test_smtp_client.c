@@ -851,15 +851,6 @@ test_many_rcpts(void)
 	sess_free(&s);
 }
 
-static uint32_t rng_state = 4242;
-
-static uint32_t
-rng(void)
-{
-	rng_state = rng_state * 1103515245u + 12345u;
-	return rng_state >> 8;
-}
-
 /*
  * Random servers: whatever the replies, no crash, no bare CR/LF on the
  * wire, FAIL/CLOSED are sticky, and a recipient is 2xx at MSG_DONE only
@@ -878,9 +869,9 @@ test_random_servers(void)
 	const char *rcpts[] = { "a@example.test", "b@example.test", "c@x.test" };
 	for (int round = 0; round < 300; round++) {
 		struct sess s;
-		sess_new(&s, (enum smtp_client_tls)(rng() % 3),
-			 rng() % 2 ? "user" : NULL, "pw-random-1");
-		s.cfg.tls_required = rng() % 2;
+		sess_new(&s, (enum smtp_client_tls)(check_rng() % 3),
+			 check_rng() % 2 ? "user" : NULL, "pw-random-1");
+		s.cfg.tls_required = check_rng() % 2;
 		enum smtp_client_event ev = smtp_client_start(s.c);
 		bool sticky = false;
 		enum smtp_client_event last = CLI_WAIT;
@@ -906,7 +897,7 @@ test_random_servers(void)
 					if (mr->rcpt[i].code / 100 == 2)
 						CHECK_STR_EQ(mr->rcpt[i].cmd, ".");
 			}
-			uint32_t pick = rng() % 10;
+			uint32_t pick = check_rng() % 10;
 			if (ev == CLI_NEED_TLS && pick < 8) {
 				ev = smtp_client_tls_done(s.c, pick < 6, "x");
 			} else if (ev == CLI_NEED_BODY && pick < 8) {
@@ -914,16 +905,16 @@ test_random_servers(void)
 			} else if ((ev == CLI_READY || ev == CLI_MSG_DONE) && pick < 7) {
 				struct smtp_client_msg m = {
 					.sender = "s@x.test", .rcpts = rcpts,
-					.nrcpts = 1 + rng() % 3, .size = rng() % 100,
-					.body_8bit = rng() % 2,
+					.nrcpts = 1 + check_rng() % 3, .size = check_rng() % 100,
+					.body_8bit = check_rng() % 2,
 				};
 				ev = smtp_client_send_msg(s.c, &m);
 			} else if ((ev == CLI_READY || ev == CLI_MSG_DONE) && pick < 8) {
 				ev = smtp_client_quit(s.c);
-			} else if (pick == 9 && rng() % 4 == 0) {
+			} else if (pick == 9 && check_rng() % 4 == 0) {
 				ev = smtp_client_abort(s.c, "4.4.2", "timeout");
 			} else {
-				ev = line(&s, replies[rng() % nrep]);
+				ev = line(&s, replies[check_rng() % nrep]);
 			}
 			CHECK(smtp_client_timeout_ms(s.c) <= 600000);
 		}
