@@ -33,9 +33,10 @@ delivery_unref(struct delivery *dl)
 {
 	if (--dl->refs > 0)
 		return;
-	/* The last deliveries of a burst end after the queue has emptied. */
-	if (queue_size(dl->q) == 0)
-		listener_trim_soon(dl->d->listener);
+	/* The last sessions of a burst end after the queue has emptied
+	 * (and at shutdown, after it is gone: the listener is stopping
+	 * then, and this does nothing). */
+	listener_trim_soon(dl->d->listener);
 	buf_free(&dl->lines);
 	buf_free(&dl->wire);
 	free(dl->rbuf);
