@@ -487,10 +487,8 @@ session_pump(struct session *s)
 		session_close(s, NULL);
 		return;
 	}
-	/* Reading goes on while the spool works (bounded by SESSION_IN_MAX):
-	 * a pipelining client's next transaction waits in s->in, and the
-	 * socket is not re-armed (two epoll_ctl calls) after every commit. */
-	bool can_read = !s->want_close && !session_out_full(s) &&
+	bool can_read = !s->spool_busy && !s->want_close &&
+			!session_out_full(s) &&
 			s->in.len + SESSION_READ_SIZE <= SESSION_IN_MAX;
 	session_reading(s, can_read);
 }
