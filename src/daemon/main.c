@@ -559,14 +559,14 @@ main(int argc, char **argv)
 	/* A fixed mmap threshold: glibc's sliding one rises after the first
 	 * large free and then carves every held body (up to 512 KiB) from
 	 * the heap, which stays at its peak: 73 MiB of RSS after a 100 KiB
-	 * load, 7 MiB with this and the trim when intake goes quiet
-	 * (listener.c). */
+	 * load, 7 MiB with this and the trim once activity stops
+	 * (listener_trim_soon). */
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	/* Fixing the threshold also fixes the trim threshold at 128 KiB:
 	 * the heap then shrinks and grows again (brk, fresh zero pages, a
 	 * TLB flush on every CPU) between messages of a 100 KiB load, a
-	 * tenth of the CPU each costs. The same quiet-time trim returns
-	 * what a burst leaves. */
+	 * tenth of the CPU each costs. listener_trim_soon returns what a
+	 * burst leaves once activity stops. */
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	d->config_embedded = o.local && o.config == NULL;
 	const char *path = o.config ? o.config : getenv("OUTBOX_CONFIG");

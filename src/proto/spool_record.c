@@ -118,14 +118,13 @@ spool_rec_parse_header(const char *p, size_t n, struct spool_rec *out)
 int
 spool_rec_parse(const char *p, size_t n, struct spool_rec *out)
 {
-	struct spool_rec r = { 0 };
+	struct spool_rec r;
 	if (n < SPOOL_REC_HDR)
 		return n == 0 || memcmp(p, REC_MAGIC, n < 4 ? n : 4) == 0
 			       ? 0 : -EBADMSG;
-	int rc = rec_check_header(p, &r);
-	if (rc != 0)
+	int rc = spool_rec_parse_header(p, n, &r);
+	if (rc != 1)
 		return rc;
-	r.total = SPOOL_REC_HDR + r.env_len + (size_t)r.body_len;
 	if (n < r.total)
 		return 0;
 	r.env = p + SPOOL_REC_HDR;
