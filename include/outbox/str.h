@@ -30,5 +30,10 @@ char *str_trim(char *s);
 size_t str_utf8_len(const unsigned char *s, size_t n);
 /* Duplicate n bytes to a new NUL-terminated heap string (caller frees). */
 char *str_ndup(const char *s, size_t n);
+/* FNV-1a (64-bit prime) of the string, for the daemon's in-memory hash
+ * tables. Its seed is 1469598103934665603, not FNV's published offset
+ * basis (14695981039346656037): the tables always used this one, and
+ * nothing hashed is ever stored, so it stays. */
+uint64_t str_hash(const char *s);
 
 #endif

@@ -128,3 +128,12 @@ str_utf8_len(const unsigned char *s, size_t n)
 		return 0;
 	return len;
 }
+
+uint64_t
+str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return h;
+}

@@ -28,15 +28,6 @@
 /* All outbound connections at once, every destination together. */
 #define DEST_MAX_CONNECTIONS 100
 
-static uint64_t
-dest_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-	return h;
-}
-
 static int
 dest_grow(struct dest_table *t)
 {
@@ -48,7 +39,7 @@ dest_grow(struct dest_table *t)
 		struct dest *d = t->bucket[i], *next;
 		for (; d != NULL; d = next) {
 			next = d->hnext;
-			size_t k = dest_hash(d->name) % nb;
+			size_t k = str_hash(d->name) % nb;
 			d->hnext = b[k];
 			b[k] = d;
 		}
@@ -64,7 +55,7 @@ dest_get(struct queue *q, const char *name)
 {
 	struct dest_table *t = queue_dests(q);
 	if (t->nbuckets > 0) {
-		struct dest *d = t->bucket[dest_hash(name) % t->nbuckets];
+		struct dest *d = t->bucket[str_hash(name) % t->nbuckets];
 		for (; d != NULL; d = d->hnext)
 			if (strcmp(d->name, name) == 0)
 				return d;
@@ -75,7 +66,7 @@ dest_get(struct queue *q, const char *name)
 	if (d == NULL)
 		return NULL;
 	str_copy(d->name, sizeof(d->name), name);
-	size_t k = dest_hash(name) % t->nbuckets;
+	size_t k = str_hash(name) % t->nbuckets;
 	d->hnext = t->bucket[k];
 	t->bucket[k] = d;
 	t->n++;

@@ -160,10 +160,7 @@ qmsg_free(struct qmsg *m)
 static size_t
 queue_id_hash(const char *id, size_t buckets)
 {
-	uint64_t h = 1469598103934665603ull;
-	while (*id)
-		h = (h ^ (unsigned char)*id++) * 1099511628211ull;
-	return (size_t)(h % buckets);
+	return (size_t)(str_hash(id) % buckets);
 }
 
 static int

@@ -55,15 +55,6 @@ stats_start(void)
 	stats_started_ns = uv_hrtime();
 }
 
-static uint64_t
-stats_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-	return h;
-}
-
 /* The display name of a queue destination ("" is the smarthost). */
 static const char *
 stats_dest_name(const char *dest)
@@ -75,7 +66,7 @@ stats_dest_name(const char *dest)
 static struct stats_err *
 stats_err_slot(const char *name)
 {
-	size_t k = stats_hash(name) % STATS_ERR_SLOTS;
+	size_t k = str_hash(name) % STATS_ERR_SLOTS;
 	struct stats_err *victim = NULL;
 	for (size_t i = 0; i < STATS_ERR_PROBE; i++) {
 		struct stats_err *e = &stats_errs[(k + i) % STATS_ERR_SLOTS];
@@ -90,7 +81,7 @@ stats_err_slot(const char *name)
 static const struct stats_err *
 stats_err_find(const char *name)
 {
-	size_t k = stats_hash(name) % STATS_ERR_SLOTS;
+	size_t k = str_hash(name) % STATS_ERR_SLOTS;
 	for (size_t i = 0; i < STATS_ERR_PROBE; i++) {
 		const struct stats_err *e;
 		e = &stats_errs[(k + i) % STATS_ERR_SLOTS];
@@ -140,7 +131,7 @@ struct stats_walk {
 static struct stats_agg *
 stats_agg_lookup(struct stats_agg *tab, size_t cap, const char *name)
 {
-	size_t k = stats_hash(name) & (cap - 1);
+	size_t k = str_hash(name) & (cap - 1);
 	while (tab[k].name[0] != '\0' && strcmp(tab[k].name, name) != 0)
 		k = (k + 1) & (cap - 1);
 	return &tab[k];
