@@ -11,10 +11,12 @@
  *                 was committed recently, until msg/ and env/ are synced
  *   corrupt/      quarantined entries, never read again
  *
- * Commit (I1), for a message up to SPOOL_LOG_BODY_MAX: write msg/ID and
- * env/ID (no fsync), append one record holding envelope and body to the
- * current log segment, and wait for an fsync of the segment that began
- * after the append; concurrent commits share it (group commit). Larger
+ * Commit (I1), for a message up to SPOOL_LOG_BODY_MAX: append one record
+ * holding envelope and body to the current log segment, and wait for an
+ * fsync of the segment that began after the append; concurrent commits
+ * share it (group commit). A body whole in memory stays held (below):
+ * msg/ID and env/ID are written later, if ever; one streamed to a file
+ * gets both written (no fsync) before the append. Larger
  * messages: write message, fsync, rename tmp -> msg/; write envelope,
  * fsync, rename tmp -> env/; fsync msg/ and env/. Only then is the commit
  * callback called with 0. All blocking work runs on the libuv thread
@@ -112,6 +114,20 @@ void spool_tx_sum(const struct spool_tx *tx, uint64_t *size, uint32_t *crc);
 void spool_tx_abort(struct spool_tx *tx);
 
 /*
+ * A message committed through the intake log whose body was whole in
+ * memory is held: its record is its only copy on disk and msg/ID and
+ * env/ID are written only when needed (an update, its log segment's
+ * retirement, spool_close). Its body while held, with a reference for
+ * the caller (spool_held_put), or NULL: read msg/ID (spool_msg_open)
+ * then. The bytes are immutable and stay valid until the put. Loop
+ * thread. spool_msg_open works for held messages too (a memfd copy).
+ */
+struct spool_held;
+struct spool_held *spool_held_get(struct spool *sp, const char *id,
+				  const char **body, size_t *len);
+void spool_held_put(struct spool_held *h); /* NULL is a no-op */
+
+/*
  * Start-up recovery, synchronous (called before the listener opens):
  * removes leftovers in tmp/ and msg/ files without an envelope, moves
  * anything unverifiable (bad envelope, missing or short message, symlink,
@@ -174,8 +190,9 @@ int spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg);
 /*
  * Move an entry to corrupt/ as ID.env and ID.msg (e.g. message file fails
  * verification at delivery) and log "ID: quarantined to corrupt/: why".
- * Synchronous (two renames on the loop thread; rare). 0, -ENOENT if
- * neither file exists, or -errno.
+ * Synchronous (two renames on the loop thread; rare; a held message's
+ * files are written first, there too). 0, -ENOENT if neither file
+ * exists, -EBUSY if a held message's files are being written, -errno.
  */
 int spool_quarantine(struct spool *sp, const char *id, const char *why);
 /*

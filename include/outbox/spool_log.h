@@ -57,16 +57,19 @@ int spool_log_accept(struct spool_log *lg, const char *id, const char *env,
 		     size_t env_len, const char *body, size_t body_len);
 /* Pool thread: append records already encoded (iov, n pieces, len bytes
  * in all; n <= IOV_MAX) in one write and wait until they are durable, as
- * spool_log_accept does for one. */
+ * spool_log_accept does for one. *seg (if not NULL) gets the number of
+ * the segment that holds them, or 0 if no segment could be created. */
 struct iovec;
 int spool_log_append_sync(struct spool_log *lg, struct iovec *iov, int n,
-			  size_t len);
+			  size_t len, uint64_t *seg);
 /* Any thread: append a 'D' record; not waited for. 0 or -errno. */
 int spool_log_done(struct spool_log *lg, const char *id);
 
 /* Loop thread: a sealed segment nobody waits on, taken for retiring
  * (returns its number), or 0. At most one is taken at a time. */
 uint64_t spool_log_retire_take(struct spool_log *lg);
+/* Loop thread: the number retire_take would return now, not taken. */
+uint64_t spool_log_retire_peek(struct spool_log *lg);
 /* Pool thread: make the taken segment's surviving messages durable on
  * their own and unlink it. 0 or -errno (the segment then stays on disk
  * for the next start-up's replay). */
@@ -97,5 +100,16 @@ struct spool_log_replay_stats {
 /* Start-up, synchronous, before spool_log_new. 0 or -errno. */
 int spool_log_replay(int logfd, int tmpfd, int msgfd, int envfd,
 		     struct spool_log_replay_stats *st);
+
+/*
+ * Read-only, for a reader of a spool whose daemon is not running (the
+ * offline `outbox queue`): fn(r, arg) for every 'A' record in the
+ * segments of logfd that no 'D' record removed, in log order. The
+ * record points into a buffer valid only during the call. Stops at the
+ * first non-zero return of fn, which it returns; else 0 or -errno.
+ */
+struct spool_rec;
+int spool_log_scan(int logfd,
+		   int (*fn)(const struct spool_rec *r, void *arg), void *arg);
 
 #endif

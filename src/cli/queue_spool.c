@@ -6,8 +6,10 @@
  * no FIFO blocking us), must be regular files of at most QCLI_ENV_MAX
  * bytes, and must decode (checksum included) to the id they are named
  * after. Anything else is skipped with a note on stderr; the spool is
- * never changed (recovery, not the CLI, quarantines). Output is the same
- * as through the daemon (sorted by id; busy is always false).
+ * never changed (recovery, not the CLI, quarantines). Messages whose
+ * files were never written (held in the intake log when outboxd died)
+ * come from their log records (queue_log.c). Output is the same as
+ * through the daemon (sorted by id; busy is always false).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -180,6 +182,104 @@ qcli_spool_emit(struct qcli_list *l, const struct envelope *e,
 	return 0;
 }
 
+/* The intake log's messages into lg (only: that id alone). No log/ means
+ * none; a log that cannot be read is said, not fatal: the files list. */
+static void
+qcli_spool_log(const char *dir, const char *only, struct qcli_log *lg)
+{
+	*lg = (struct qcli_log){ 0 };
+	int logfd = qcli_open_sub(dir, "log");
+	int rc = logfd >= 0 ? qcli_log_load(logfd, only, lg) : logfd;
+	if (logfd >= 0)
+		close(logfd);
+	if (rc != 0 && rc != -ENOENT)
+		fprintf(stderr, "outbox: cannot read the intake log %s/log: %s "
+				"(messages not yet in env/ are not shown)\n",
+			dir, strerror(-rc));
+}
+
+/* e from a logged message's record: 0, or -EINVAL with why filled. */
+static int
+qcli_logged_env(const struct qcli_logged *m, struct envelope *e, char *why,
+		size_t whylen)
+{
+	char err[160];
+	if (envelope_decode(m->env, m->env_len, e, err, sizeof(err)) != 0) {
+		snprintf(why, whylen, "bad envelope in the intake log: %s", err);
+		return -EINVAL;
+	}
+	if (strcmp(e->id, m->id) != 0) {
+		snprintf(why, whylen, "intake log record holds id %s", e->id);
+		envelope_free(e);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* id's envelope: env/ID (it may hold progress newer than the record),
+ * else its intake log record. 0, -ENOENT, or -EINVAL with why. */
+static int
+qcli_spool_load(int envfd, const struct qcli_log *lg, const char *id,
+		struct envelope *e, char *why, size_t whylen)
+{
+	int r = envfd >= 0 ? qcli_load_env(envfd, id, e, why, whylen) : -ENOENT;
+	if (r != -ENOENT)
+		return r;
+	const struct qcli_logged *m = qcli_log_find(lg, id);
+	return m != NULL ? qcli_logged_env(m, e, why, whylen) : -ENOENT;
+}
+
+/* The next id of the two sorted lists, each once; NULL at the end. */
+static const char *
+qcli_next_id(char (*ids)[ID_SIZE], size_t n, size_t *i,
+	     const struct qcli_log *lg, size_t *j)
+{
+	if (*i >= n && *j >= lg->n)
+		return NULL;
+	if (*j >= lg->n ||
+	    (*i < n && memcmp(ids[*i], lg->v[*j].id, ID_LEN) <= 0)) {
+		if (*j < lg->n && memcmp(ids[*i], lg->v[*j].id, ID_LEN) == 0)
+			(*j)++;
+		return ids[(*i)++];
+	}
+	return lg->v[(*j)++].id;
+}
+
+/* Every message of env/ and of the intake log, sorted by id. */
+static int
+qcli_spool_list_all(int envfd, char (*ids)[ID_SIZE], size_t n,
+		    const struct qcli_log *lg, bool json)
+{
+	struct qcli_list l = { .json = json };
+	struct buf b;
+	buf_init(&b, CONTROL_OBJ_MAX);
+	int rc = 0;
+	size_t i = 0, j = 0;
+	const char *id;
+	if (json)
+		fputs("[\n", stdout);
+	while (rc == 0 && (id = qcli_next_id(ids, n, &i, lg, &j)) != NULL) {
+		struct envelope e;
+		char why[256];
+		int r = qcli_spool_load(envfd, lg, id, &e, why, sizeof(why));
+		if (r == -ENOENT)
+			continue; /* delivered since the scan */
+		if (r != 0) {
+			qcli_note(id, why);
+			continue;
+		}
+		if (qcli_spool_emit(&l, &e, &b) != 0)
+			rc = EX_SOFTWARE;
+		envelope_free(&e);
+	}
+	if (json)
+		fputs(l.count ? "\n]\n" : "]\n", stdout);
+	else
+		qcli_text_summary(stdout, &l);
+	buf_free(&b);
+	return rc;
+}
+
 int
 qcli_spool_list(const char *dir, bool json)
 {
@@ -198,35 +298,37 @@ qcli_spool_list(const char *dir, bool json)
 		free(ids);
 		return EX_UNAVAILABLE;
 	}
-	struct qcli_list l = { .json = json };
-	struct buf b;
-	buf_init(&b, CONTROL_OBJ_MAX);
-	int rc = 0;
-	if (json)
-		fputs("[\n", stdout);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		struct envelope e;
-		char why[256];
-		int r = qcli_load_env(envfd, ids[i], &e, why, sizeof(why));
-		if (r == -ENOENT)
-			continue; /* delivered since the scan */
-		if (r != 0) {
-			qcli_note(ids[i], why);
-			continue;
-		}
-		if (qcli_spool_emit(&l, &e, &b) != 0)
-			rc = EX_SOFTWARE;
-		envelope_free(&e);
-	}
-	if (json)
-		fputs(l.count ? "\n]\n" : "]\n", stdout);
-	else
-		qcli_text_summary(stdout, &l);
-	buf_free(&b);
+	struct qcli_log lg;
+	qcli_spool_log(dir, NULL, &lg);
+	int rc = qcli_spool_list_all(envfd, ids, n, &lg, json);
+	qcli_log_free(&lg);
 	free(ids);
 	if (envfd >= 0)
 		close(envfd);
 	return rc;
+}
+
+/* h (n bytes read of a body, room for one more; owned) becomes
+ * m->headers: its header section. */
+static void
+qcli_head_take(char *h, size_t n, struct control_msg *m)
+{
+	bool complete;
+	size_t len = control_header_len(h, n, &complete);
+	h[len] = '\0';
+	m->headers = h;
+	m->headers_truncated = !complete && n == CONTROL_HEADERS_MAX;
+}
+
+/* The same from a copy of a logged record's first bytes. */
+static void
+qcli_head_headers(const char *head, size_t n, struct control_msg *m)
+{
+	char *h = malloc(n + 1);
+	if (h == NULL)
+		return;
+	memcpy(h, head, n);
+	qcli_head_take(h, n, m);
 }
 
 /* The header section of msg/ID into m->headers (NULL if unreadable). */
@@ -244,13 +346,8 @@ qcli_spool_headers(const char *dir, struct control_msg *m)
 	char *h = malloc(CONTROL_HEADERS_MAX + 1);
 	size_t n = h ? spool_read_head(fd, h, CONTROL_HEADERS_MAX) : 0;
 	close(fd);
-	if (h == NULL)
-		return;
-	bool complete;
-	size_t len = control_header_len(h, n, &complete);
-	h[len] = '\0';
-	m->headers = h;
-	m->headers_truncated = !complete && n == CONTROL_HEADERS_MAX;
+	if (h != NULL)
+		qcli_head_take(h, n, m);
 }
 
 int
@@ -261,11 +358,13 @@ qcli_spool_show(const char *dir, const char *id, bool json)
 		return qcli_sub_fail(dir, "env", envfd);
 	struct control_msg m = { 0 };
 	char why[256];
-	int r = envfd >= 0 ? qcli_load_env(envfd, id, &m.env, why, sizeof(why))
-			   : -ENOENT;
+	struct qcli_log lg;
+	qcli_spool_log(dir, id, &lg);
+	int r = qcli_spool_load(envfd, &lg, id, &m.env, why, sizeof(why));
 	if (envfd >= 0)
 		close(envfd);
 	if (r != 0) {
+		qcli_log_free(&lg);
 		if (r == -ENOENT) {
 			fprintf(stderr, "outbox: %s: no such message\n", id);
 			return 1;
@@ -274,6 +373,9 @@ qcli_spool_show(const char *dir, const char *id, bool json)
 		return EX_DATAERR;
 	}
 	qcli_spool_headers(dir, &m);
+	if (m.headers == NULL && lg.n == 1 && lg.v[0].head != NULL)
+		qcli_head_headers(lg.v[0].head, lg.v[0].head_len, &m);
+	qcli_log_free(&lg);
 	int rc = 0;
 	if (json) {
 		struct buf b;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Streams a queued message to the server after its 354: reads the message
- * file in DELIVERY_READ_SIZE pieces (on the loop when the page cache has
- * them, RWF_NOWAIT; else on the libuv thread pool), runs them
+ * Streams a queued message to the server after its 354: takes the body
+ * from memory while the spool holds it there (spool_held_get), else reads
+ * the message file in DELIVERY_READ_SIZE pieces (on the loop when the
+ * page cache has them, RWF_NOWAIT; else on the libuv thread pool), runs them
  * through the dot-stuffing filter, and writes them to the connection,
  * pausing while more than DELIVERY_HIGH_WATER bytes wait to be sent.
  *
@@ -28,6 +29,8 @@ static void delivery_body_read(struct delivery *dl);
 static void
 delivery_body_close_fd(struct delivery *dl)
 {
+	spool_held_put(dl->held);
+	dl->held = NULL;
 	if (dl->fd >= 0) {
 		uv_fs_t req;
 		uv_fs_close(NULL, &req, dl->fd, NULL);
@@ -78,11 +81,11 @@ delivery_body_finish(struct delivery *dl)
 }
 
 /*
- * n bytes (or EOF, or -errno) arrived in dl->rbuf. Returns true if the
- * next piece should be read now.
+ * n bytes (or EOF, or -errno) arrived at p. Returns true if the next
+ * piece should be read now.
  */
 static bool
-delivery_body_got(struct delivery *dl, ssize_t n)
+delivery_body_got(struct delivery *dl, const char *p, ssize_t n)
 {
 	if (n < 0) {
 		log_warn("%s: queue file read error: %s", dl->job->m->env.id,
@@ -92,9 +95,9 @@ delivery_body_got(struct delivery *dl, ssize_t n)
 	}
 	buf_reset(&dl->wire);
 	if (n > 0) {
-		dl->crc = crc32_update(dl->crc, dl->rbuf, (size_t)n);
+		dl->crc = crc32_update(dl->crc, p, (size_t)n);
 		dl->roff += n;
-		if (dot_stuff_feed(&dl->dot, dl->rbuf, (size_t)n,
+		if (dot_stuff_feed(&dl->dot, p, (size_t)n,
 				   &dl->wire) != 0) {
 			delivery_body_fail(dl, "4.3.0", "write error");
 			return false;
@@ -134,7 +137,7 @@ delivery_body_read_cb(uv_fs_t *req)
 		return;
 	}
 	dl->refs--; /* the timer still holds one */
-	if (delivery_body_got(dl, n))
+	if (delivery_body_got(dl, dl->rbuf, n))
 		delivery_body_read(dl);
 }
 
@@ -156,6 +159,12 @@ delivery_body_want(const struct delivery *dl)
 static void
 delivery_body_read(struct delivery *dl)
 {
+	while (dl->held != NULL) {
+		/* In memory: the envelope's size is the held length. */
+		size_t n = delivery_body_want(dl);
+		if (!delivery_body_got(dl, dl->hbody + dl->roff, (ssize_t)n))
+			return;
+	}
 	for (;;) {
 		dl->rwant = delivery_body_want(dl);
 		struct iovec iov = { dl->rbuf, dl->rwant };
@@ -163,7 +172,7 @@ delivery_body_read(struct delivery *dl)
 		if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP ||
 			      errno == EINTR || errno == ENOSYS))
 			break;
-		if (!delivery_body_got(dl, n < 0 ? -errno : n))
+		if (!delivery_body_got(dl, dl->rbuf, n < 0 ? -errno : n))
 			return;
 	}
 	uv_buf_t b = uv_buf_init(dl->rbuf, (unsigned)dl->rwant);
@@ -191,8 +200,15 @@ delivery_body_start(struct delivery *dl)
 		return;
 	}
 	uint64_t size = 0;
-	dl->fd = spool_msg_open(dl->d->spool, dl->job->m->env.id, &size);
-	if (dl->fd < 0) {
+	size_t hlen = 0;
+	dl->held = spool_held_get(dl->d->spool, dl->job->m->env.id, &dl->hbody,
+				  &hlen);
+	if (dl->held != NULL)
+		size = hlen;
+	else
+		dl->fd = spool_msg_open(dl->d->spool, dl->job->m->env.id,
+					&size);
+	if (dl->held == NULL && dl->fd < 0) {
 		log_err("%s: cannot open the message file: %s",
 			dl->job->m->env.id, uv_strerror(dl->fd));
 		dl->fd = -1;
@@ -225,7 +241,7 @@ delivery_body_release(struct delivery *dl)
 void
 delivery_body_drain(struct delivery *dl)
 {
-	if (dl->wait_drain && !dl->closing && dl->fd >= 0) {
+	if (dl->wait_drain && !dl->closing && (dl->fd >= 0 || dl->held)) {
 		dl->wait_drain = false;
 		delivery_body_read(dl);
 	}

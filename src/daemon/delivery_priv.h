@@ -75,6 +75,8 @@ struct delivery {
 	bool fs_busy;
 	bool wait_drain;
 	int fd;
+	struct spool_held *held;  /* or the body held in memory (a ref) */
+	const char *hbody;        /* ...its bytes */
 	char *rbuf;
 	int64_t roff;
 	size_t rwant;         /* bytes asked of the read in progress */

@@ -54,20 +54,6 @@ static const char *const spool_sub_names[SPOOL_NSUB] = {
 };
 
 /* One update or remove. */
-struct spool_op {
-	struct spool_link link;   /* in a removal batch; first member */
-	struct spool *sp;
-	uv_work_t work;
-	char id[ID_SIZE];
-	char tmpname[SPOOL_TMP_NAME_MAX];
-	struct buf env;
-	spool_cb cb;
-	void *arg;
-	int status;
-	const char *what;
-	const char *step;
-};
-
 static void spool_removals_run(struct spool *sp, struct spool_link *run);
 static void spool_removals_report(struct spool *sp, struct spool_link *item);
 
@@ -261,6 +247,8 @@ spool_open_sub(struct spool *sp, enum spool_sub s, char *err, size_t errlen)
 static void
 spool_free(struct spool *sp)
 {
+	if (sp->held.bucket != NULL)
+		spool_held_close(sp);
 	spool_log_free(sp->log);
 	if (sp->spares_ready)
 		spool_spares_destroy(&sp->spares);
@@ -343,6 +331,8 @@ spool_open(uv_loop_t *loop, const char *dir, struct spool **out, char *err,
 	if (rc == 0 && (rc = spool_log_new(sp->sub[SPOOL_LOG], &sp->log)) != 0)
 		spool_set_err(err, errlen, "cannot open %s/log: %s", sp->dir,
 			      strerror(-rc));
+	if (rc == 0 && (rc = spool_held_init(sp)) != 0)
+		spool_set_err(err, errlen, "out of memory");
 	if (rc != 0) {
 		spool_free(sp);
 		return rc;
@@ -419,6 +409,10 @@ spool_retire_kick(struct spool *sp)
 {
 	if (sp->log == NULL || sp->retire_seq != 0)
 		return;
+	/* Its messages still held get their files first (they kick). */
+	uint64_t next = spool_log_retire_peek(sp->log);
+	if (next == 0 || spool_held_block_retire(sp, next))
+		return;
 	uint64_t seq = spool_log_retire_take(sp->log);
 	if (seq == 0)
 		return;
@@ -434,10 +428,13 @@ spool_retire_kick(struct spool *sp)
 bool
 spool_tick(struct spool *sp)
 {
-	if (sp->log == NULL || !spool_log_seal_idle(sp->log))
+	if (sp->log == NULL)
 		return false;
+	/* A failed write of held messages is tried again once a tick. */
+	sp->held.blocked = false;
+	bool sealed = spool_log_seal_idle(sp->log);
 	spool_retire_kick(sp);
-	return true;
+	return sealed;
 }
 
 /* ------------------------------------------------------------------ */
@@ -447,6 +444,7 @@ spool_tick(struct spool *sp)
 void
 spool_tx_free(struct spool_tx *tx)
 {
+	spool_held_unreserve(tx);
 	spool_tx_release_held(tx);
 	buf_free(&tx->env);
 	free(tx->wdata);
@@ -774,6 +772,7 @@ spool_tx_queue_commit(struct spool_tx *tx, const struct envelope *env,
 	tx->work.data = tx;
 	/* Up to SPOOL_LOG_BODY_MAX: the next intake batch. */
 	if (spool_intake_batchable(tx)) {
+		spool_held_reserve(tx);
 		spool_intake_add(tx);
 		tx->busy = TX_COMMITTING;
 		return 0;
@@ -866,21 +865,32 @@ spool_tx_abort(struct spool_tx *tx)
 
 /* Loop: call op back and free it. */
 static void
+spool_op_free(struct spool_op *op)
+{
+	spool_held_unref(op->held);
+	buf_free(&op->env);
+	free(op);
+}
+
+void
 spool_op_report(struct spool_op *op)
 {
 	if (op->status != 0)
 		spool_log_failure(op->id, op->what, op->step, op->status);
 	op->cb(op->arg, op->status);
-	buf_free(&op->env);
-	free(op);
+	spool_op_free(op);
 }
 
 static void
 spool_op_done(uv_work_t *w, int status)
 {
+	(void)status;
 	struct spool_op *op = w->data;
 	struct spool *sp = op->sp;
 	sp->pending--;
+	/* An update of a held message wrote its files (or failed to). */
+	if (op->held != NULL && !op->remove)
+		spool_held_written(sp, op->held, op->status);
 	spool_op_report(op);
 	spool_retire_kick(sp);
 }
@@ -902,25 +912,20 @@ spool_op_new(struct spool *sp, const char *id, const char *what, spool_cb cb,
 	return op;
 }
 
-static int
-spool_op_queue(struct spool_op *op, uv_work_cb fn)
-{
-	int rc = spool_queue(op->sp, &op->work, fn, spool_op_done);
-	if (rc != 0) {
-		buf_free(&op->env);
-		free(op);
-	}
-	return rc;
-}
-
 static void
 spool_update_work(uv_work_t *w)
 {
 	struct spool_op *op = w->data;
 	struct spool *sp = op->sp;
 	unsigned mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
-	int rc = spool_write_file(sp, sp->sub[SPOOL_TMP], op->tmpname,
-				  &op->env, true, &op->step);
+	int rc = 0;
+	/* Held: its message file first, covered by its log record until
+	 * the segment is retired, like any file the intake writes. */
+	if (op->held != NULL)
+		rc = spool_held_write(sp, op->held, false, &op->step);
+	if (rc == 0)
+		rc = spool_write_file(sp, sp->sub[SPOOL_TMP], op->tmpname,
+				      &op->env, true, &op->step);
 	if (rc == 0) {
 		op->step = "rename envelope";
 		rc = renameat(sp->sub[SPOOL_TMP], op->tmpname,
@@ -953,12 +958,11 @@ spool_env_update(struct spool *sp, const struct envelope *env, spool_cb cb,
 	snprintf(op->tmpname, sizeof(op->tmpname), "%s.u%u", env->id,
 		 sp->seq++);
 	int rc = envelope_encode(env, &op->env);
-	if (rc != 0) {
-		buf_free(&op->env);
-		free(op);
-		return rc;
-	}
-	return spool_op_queue(op, spool_update_work);
+	if (rc == 0)
+		rc = spool_op_launch(sp, op);
+	if (rc != 0)
+		spool_op_free(op);
+	return rc;
 }
 
 static void
@@ -1002,9 +1006,21 @@ static void
 spool_remove_logged(struct spool_op *op)
 {
 	struct spool *sp = op->sp;
+	/* Held: never written, its 'D' record is all there is to do, unless
+	 * a failed write of its files left some of them. */
+	bool held = op->held != NULL;
+	if (held && !op->held->files_maybe) {
+		(void)spool_log_done(sp->log, op->id);
+		op->status = 0;
+		return;
+	}
 	op->step = "unlink envelope";
 	int rc = spool_spare_recycle(sp, sp->sub[SPOOL_ENV], op->id);
 	int mrc = spool_spare_recycle(sp, sp->sub[SPOOL_MSG], op->id);
+	if (held && rc == -ENOENT)
+		rc = 0;
+	if (held && mrc == -ENOENT)
+		mrc = 0;
 	if (rc == 0 && mrc != 0) {
 		op->step = "unlink message";
 		rc = mrc;
@@ -1037,11 +1053,31 @@ spool_remove(struct spool *sp, const char *id, spool_cb cb, void *arg)
 	struct spool_op *op = spool_op_new(sp, id, "remove", cb, arg);
 	if (op == NULL)
 		return -ENOMEM;
-	if (sp->log != NULL) {
+	op->remove = true;
+	int rc = spool_op_launch(sp, op);
+	if (rc != 0)
+		spool_op_free(op);
+	return rc;
+}
+
+int
+spool_op_launch(struct spool *sp, struct spool_op *op)
+{
+	struct spool_held *h = spool_held_find(sp, op->id);
+	if (h != NULL && spool_held_route(sp, h, op))
+		return 0;
+	if (op->remove && sp->log != NULL) {
 		spool_batch_add(&sp->removals, &op->link);
 		return 0;
 	}
-	return spool_op_queue(op, spool_remove_work);
+	int rc = spool_queue(sp, &op->work, op->remove ? spool_remove_work
+						       : spool_update_work,
+			     spool_op_done);
+	if (rc != 0 && op->held != NULL && !op->remove) {
+		/* Not run after all: it is held as before. */
+		op->held->writing = false;
+	}
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1053,6 +1089,11 @@ spool_quarantine(struct spool *sp, const char *id, const char *why)
 {
 	if (!id_valid(id))
 		return -EINVAL;
+	/* Held: no files to move yet; they are written first. */
+	struct spool_held *h = spool_held_find(sp, id);
+	int rc = h != NULL ? spool_held_unhold(sp, h) : 0;
+	if (rc != 0)
+		return rc;
 	int rc_env = spool_quarantine_name(sp, SPOOL_ENV, id, ".env");
 	int rc_msg = spool_quarantine_name(sp, SPOOL_MSG, id, ".msg");
 	if (rc_env == -ENOENT && rc_msg == -ENOENT)
@@ -1075,6 +1116,15 @@ spool_msg_open(struct spool *sp, const char *id, uint64_t *size)
 		return -EINVAL;
 	int fd = openat(sp->sub[SPOOL_MSG], id, O_RDONLY | O_NOFOLLOW |
 							O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		/* Held: a copy in memory, for readers that want a file. */
+		struct spool_held *h = spool_held_find(sp, id);
+		if (h != NULL) {
+			if (size != NULL)
+				*size = h->len;
+			return spool_held_memfd(h);
+		}
+	}
 	if (fd < 0)
 		return -errno;
 	struct stat st;

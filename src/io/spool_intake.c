@@ -54,7 +54,7 @@ intake_body(const struct spool_tx *tx)
 static void
 intake_undo(struct spool_tx *tx)
 {
-	bool logged = tx->env_in;
+	bool logged = tx->env_in || tx->keep != NULL;
 	spool_tx_undo(tx);
 	/* Its record may be in a segment whose fsync failed; a 'D' keeps a
 	 * replay from bringing back mail whose client got 4xx. */
@@ -137,13 +137,15 @@ intake_batch_one(struct spool_tx *tx, char *hdr, struct iovec *iov,
 	const char *body = intake_body(tx);
 	uint64_t total = intake_total(tx);
 	int rc;
-	if (!tx->created) {
+	if (tx->keep != NULL) {
+		rc = 0; /* held: the record alone (spool_held.c) */
+	} else if (!tx->created) {
 		rc = intake_write_msg(tx);
 	} else {
 		rc = intake_finish_msg(tx, total, back);
 		body = *back;
 	}
-	if (rc == 0)
+	if (rc == 0 && tx->keep == NULL)
 		rc = spool_tx_install_env(tx, false);
 	if (rc != 0)
 		return rc;
@@ -182,12 +184,19 @@ intake_batch_run(struct spool *sp, struct spool_link *run)
 		n += iov[n + 2].iov_len > 0 ? 3 : 2;
 		k++;
 	}
-	int rc = n > 0 ? spool_log_append_sync(sp->log, iov, n, len) : 0;
+	uint64_t seg = 0;
+	int rc = n > 0 ? spool_log_append_sync(sp->log, iov, n, len, &seg) : 0;
 	for (struct spool_link *l = run; l != NULL; l = l->next) {
 		struct spool_tx *tx = (struct spool_tx *)l;
+		tx->seg = seg;
 		if (tx->status == 0 && rc != 0) {
 			tx->status = rc;
 			tx->step = "intake log";
+			/* A held message has no file of its own: no segment
+			 * to put it in is the spool refusing new files (a
+			 * read-only spool, D12), logged once per interval. */
+			if (seg == 0 && tx->keep != NULL)
+				tx->create_failed = true;
 			intake_undo(tx);
 		}
 	}
@@ -205,6 +214,9 @@ intake_report(struct spool *sp, struct spool_link *item)
 	struct spool_tx *tx = (struct spool_tx *)item;
 	if (tx->status != 0 && !tx->create_failed)
 		spool_log_failure(tx->id, "commit", tx->step, tx->status);
+	/* Before the callback: its reader may look for it at once. */
+	if (tx->status == 0 && tx->keep != NULL)
+		spool_held_adopt(tx);
 	tx->cb(tx->arg, tx->status);
 	spool_tx_free(tx);
 }

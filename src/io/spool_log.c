@@ -323,10 +323,12 @@ log_current(struct spool_log *lg, size_t len, struct log_seg **out)
 /*
  * Append one record. With held != NULL the segment is returned with a
  * reference (and *mark for dir_sync) so the caller can wait for it.
+ * *seq (if not NULL) gets the number of the segment written to, or 0 if
+ * none could be created (the record had nowhere to go).
  */
 static int
 log_append(struct spool_log *lg, struct iovec *iov, int n, size_t len,
-	   struct log_seg **held, unsigned *mark)
+	   struct log_seg **held, unsigned *mark, uint64_t *seq)
 {
 	uv_mutex_lock(&lg->mu);
 	struct log_seg *s;
@@ -339,6 +341,8 @@ log_append(struct spool_log *lg, struct iovec *iov, int n, size_t len,
 		rc = log_current(lg, len, &s);
 		m = rc == 0 ? dir_sync_mark(&s->sync) : 0;
 	}
+	if (seq != NULL)
+		*seq = rc == 0 ? s->seq : 0;
 	if (rc == 0) {
 		if (mark != NULL)
 			*mark = m;
@@ -365,11 +369,11 @@ log_append(struct spool_log *lg, struct iovec *iov, int n, size_t len,
 
 int
 spool_log_append_sync(struct spool_log *lg, struct iovec *iov, int n,
-		      size_t len)
+		      size_t len, uint64_t *seg)
 {
 	struct log_seg *s = NULL;
 	unsigned mark = 0;
-	int rc = log_append(lg, iov, n, len, &s, &mark);
+	int rc = log_append(lg, iov, n, len, &s, &mark, seg);
 	if (rc != 0)
 		return rc;
 	rc = dir_sync(&s->sync, s->fd, mark);
@@ -394,7 +398,7 @@ spool_log_accept(struct spool_log *lg, const char *id, const char *env,
 		{ (void *)body, body_len },
 	};
 	return spool_log_append_sync(lg, iov, body_len > 0 ? 3 : 2,
-				     sizeof(hdr) + env_len + body_len);
+				     sizeof(hdr) + env_len + body_len, NULL);
 }
 
 int
@@ -403,21 +407,41 @@ spool_log_done(struct spool_log *lg, const char *id)
 	char hdr[SPOOL_REC_HDR];
 	spool_rec_header(hdr, SPOOL_REC_DONE, id, NULL, 0, NULL, 0);
 	struct iovec iov = { hdr, sizeof(hdr) };
-	return log_append(lg, &iov, 1, sizeof(hdr), NULL, NULL);
+	return log_append(lg, &iov, 1, sizeof(hdr), NULL, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ */
 /* Retiring sealed segments                                           */
 /* ------------------------------------------------------------------ */
 
+/* With mu held: the segment retire_take would take, or NULL. */
+static struct log_seg *
+log_retire_next(struct spool_log *lg)
+{
+	struct log_seg *s = lg->sealed;
+	if (s != NULL && !lg->retire_busy && !lg->retire_broken &&
+	    s->refs == 0)
+		return s;
+	return NULL;
+}
+
+uint64_t
+spool_log_retire_peek(struct spool_log *lg)
+{
+	uv_mutex_lock(&lg->mu);
+	struct log_seg *s = log_retire_next(lg);
+	uint64_t seq = s != NULL ? s->seq : 0;
+	uv_mutex_unlock(&lg->mu);
+	return seq;
+}
+
 uint64_t
 spool_log_retire_take(struct spool_log *lg)
 {
 	uint64_t seq = 0;
 	uv_mutex_lock(&lg->mu);
-	struct log_seg *s = lg->sealed;
-	if (s != NULL && !lg->retire_busy && !lg->retire_broken &&
-	    s->refs == 0) {
+	struct log_seg *s = log_retire_next(lg);
+	if (s != NULL) {
 		s->retiring = true;
 		lg->retire_busy = true;
 		seq = s->seq;

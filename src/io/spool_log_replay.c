@@ -36,6 +36,8 @@ struct replay {
 	size_t nsegs;
 	struct spool_ids done;      /* ids of 'D' records, sorted */
 	struct spool_log_replay_stats *st;
+	int (*scan_fn)(const struct spool_rec *r, void *arg);
+	void *scan_arg;             /* spool_log_scan's reader */
 };
 
 int
@@ -417,6 +419,34 @@ spool_log_replay(int logfd, int tmpfd, int msgfd, int envfd,
 		rc = replay_walk(&rp, false, replay_restore);
 	if (rc == 0 && rp.nsegs > 0)
 		rc = replay_finish(&rp);
+	free(rp.segs);
+	spool_ids_free(&rp.done);
+	return rc;
+}
+
+/* spool_log_scan, pass 2: an 'A' record not removed since. */
+static int
+scan_one(struct replay *rp, const struct spool_rec *r)
+{
+	if (r->type != SPOOL_REC_ACCEPT || spool_ids_has(&rp->done, r->id))
+		return 0;
+	return rp->scan_fn(r, rp->scan_arg);
+}
+
+int
+spool_log_scan(int logfd, int (*fn)(const struct spool_rec *r, void *arg),
+	       void *arg)
+{
+	struct spool_log_replay_stats st;
+	struct replay rp = { .logfd = logfd, .tmpfd = -1, .msgfd = -1,
+			     .envfd = -1, .st = &st, .scan_fn = fn,
+			     .scan_arg = arg };
+	int rc = spool_log_list(logfd, &rp.segs, &rp.nsegs);
+	if (rc == 0 && rp.nsegs > 0)
+		rc = replay_walk(&rp, false, replay_note_done);
+	spool_ids_sort(&rp.done);
+	if (rc == 0 && rp.nsegs > 0)
+		rc = replay_walk(&rp, false, scan_one);
 	free(rp.segs);
 	spool_ids_free(&rp.done);
 	return rc;

@@ -66,6 +66,38 @@ void spool_batch_init(struct spool_batch *b, struct spool *sp, unsigned max,
 /* Loop: queue item (counted in spool_pending until reported). */
 void spool_batch_add(struct spool_batch *b, struct spool_link *item);
 
+/*
+ * A held message (spool_held.c): committed, its intake-log record its only
+ * copy on disk, its body and envelope in memory; msg/ID and env/ID are
+ * written only when something needs them. Loop thread, except that a
+ * pool thread reads id, env and body while `writing`.
+ */
+struct spool_held {
+	struct spool_link link;        /* in a spill batch; first member */
+	struct spool_held *hnext;      /* hash chain */
+	struct spool_held *prev, *next; /* held list, oldest record first */
+	char id[ID_SIZE];
+	uint64_t seg;                  /* the log segment of its record */
+	struct buf env;                /* encoded envelope, as committed */
+	char *body;                    /* owned */
+	size_t len;
+	unsigned refs;                 /* the table's, and each reader's */
+	bool in_table;
+	bool writing;                  /* its files are being written */
+	bool files_maybe;              /* a failed write may have left some */
+	int status;                    /* of that write */
+	const char *step;              /* ...and where it failed */
+	struct spool_op *after;        /* updates or removals waiting */
+};
+
+struct spool_held_table {
+	struct spool_held **bucket;
+	size_t nbuckets, n;
+	struct spool_held *oldest, *newest;
+	size_t bytes;                  /* bodies and envelopes in the table */
+	bool blocked;                  /* a spill failed: none until a tick */
+};
+
 struct spool {
 	uv_loop_t *loop;
 	char *dir;
@@ -86,6 +118,8 @@ struct spool {
 	struct spool_batch removals; /* logged removals (spool.c) */
 	struct spool_spares spares;  /* recycled files (spool_spare.c) */
 	bool spares_ready;
+	struct spool_held_table held; /* held messages (spool_held.c) */
+	struct spool_batch spills;    /* their files, written (spool_held.c) */
 };
 
 enum tx_busy { TX_IDLE, TX_WRITING, TX_COMMITTING, TX_CLEANING };
@@ -118,6 +152,26 @@ struct spool_tx {
 	const char *step;     /* where a commit failed, for the log */
 	unsigned mark[SPOOL_NSUB]; /* dir_sync_mark before each rename */
 	bool msg_in, env_in;  /* a commit's files in place, to undo on failure */
+	struct spool_held *keep; /* held, not written, if its commit succeeds */
+	uint64_t seg;         /* the log segment of its record */
+};
+
+/* An envelope update or removal (spool.c). */
+struct spool_op {
+	struct spool_link link;   /* in a removal batch; first member */
+	struct spool *sp;
+	uv_work_t work;
+	char id[ID_SIZE];
+	char tmpname[SPOOL_TMP_NAME_MAX];
+	const char *what;     /* "update", "remove" */
+	bool remove;
+	struct buf env;       /* update: the new envelope, encoded */
+	struct spool_held *held; /* its message's files are written first
+				    (update) or there are none (remove) */
+	spool_cb cb;
+	void *arg;
+	int status;
+	const char *step;
 };
 
 
@@ -171,6 +225,44 @@ int spool_write_all(int fd, const char *p, size_t n);
 int spool_fsync_dir(int dfd);
 /* n bytes at off, retrying short reads and EINTR (-EIO at end of file). */
 int spool_pread_all(int fd, char *p, size_t n, uint64_t off);
+
+/* spool_held.c. Loop thread unless marked. */
+int spool_held_init(struct spool *sp);
+/* spool_close: write every held message's files, free the table. */
+void spool_held_close(struct spool *sp);
+/* At commit: reserve tx->keep if tx may stay held (0 = it may not). */
+void spool_held_reserve(struct spool_tx *tx);
+/* Give back tx->keep unused. */
+void spool_held_unreserve(struct spool_tx *tx);
+/* Commit reported with 0: tx->keep takes tx's envelope and body. */
+void spool_held_adopt(struct spool_tx *tx);
+struct spool_held *spool_held_find(struct spool *sp, const char *id);
+void spool_held_unref(struct spool_held *h);
+/* Before retiring segment seq: true while held messages of it (or older)
+ * still have no files; their writing is started, and a retire kick
+ * follows when it ends. */
+bool spool_held_block_retire(struct spool *sp, uint64_t seq);
+/* op (an update or removal of h's message) runs now or after h's write:
+ * true if it was taken (to run later or as a held op), false to run it
+ * the usual way. */
+bool spool_held_route(struct spool *sp, struct spool_held *h,
+		      struct spool_op *op);
+/* Thread pool: write msg/ID, and env/ID as committed if with_env (not
+ * fsynced). 0 or -errno with *step set; on failure neither is left. */
+int spool_held_write(struct spool *sp, struct spool_held *h, bool with_env,
+		     const char **step);
+/* Loop: op's write of h ended (status): h leaves the table if done. */
+void spool_held_written(struct spool *sp, struct spool_held *h, int status);
+/* spool_quarantine: write h's files now, on the loop thread (rare), and
+ * let go of it. 0, -EBUSY while a write of them is in flight, -errno. */
+int spool_held_unhold(struct spool *sp, struct spool_held *h);
+/* A memfd holding h's body (spool_msg_open), or -errno. */
+int spool_held_memfd(const struct spool_held *h);
+/* spool.c: run op (an update or removal) now, or after its held
+ * message's write. 0, or -errno with op freed and not called back. */
+int spool_op_launch(struct spool *sp, struct spool_op *op);
+/* spool.c, loop: call op back with op->status and free it. */
+void spool_op_report(struct spool_op *op);
 
 /* A growable list of queue ids (spool_recover.c). */
 struct spool_ids {

@@ -38,10 +38,12 @@ import signal
 import smtplib
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -971,8 +973,23 @@ class Outboxd:
         except FileNotFoundError:
             return []
 
-    def queued(self):
+    def files_queued(self):
+        """Ids with an envelope file in env/. A message committed through
+        the intake log may have none yet (held: its log record and the
+        daemon's memory hold it until its files are needed), so this is
+        the spool's files, not the queue."""
         return [n for n in self.spool_entries("env") if re.fullmatch(QID, n)]
+
+    def queued(self):
+        """The queue's ids, sorted, as `outbox queue list --json` gives
+        them: through the running daemon, or read from the spool and its
+        intake log when it is not running (after a kill -9 too)."""
+        res = run_cmd([cli_path(), "queue", "list", "--json", "-c", self.config_path],
+                      timeout=30.0)
+        if res.returncode != 0:
+            raise HarnessError("outbox queue list failed (%d): %s"
+                               % (res.returncode, res.stderr.strip()))
+        return sorted(m["id"] for m in json.loads(res.stdout))
 
     # -- clients
     def send(self, mail_from="app@local.test", rcpts=("rcpt@dest.test",), data=None,
@@ -1016,6 +1033,56 @@ class Outboxd:
         (uv_loop_close() != 0: a handle or request outlived shutdown)."""
         return ["log: %s" % ln.strip() for ln in self.log_text(0).splitlines()
                 if LOOP_NOT_CLOSED_RE.search(ln)][:5]
+
+
+# ---------------------------------------------------------------- the intake log
+
+SEG_RE = re.compile(r"^[0-9a-f]{16}$")  # a segment's name in spool/log/
+
+
+def parse_segment(data):
+    """([(type, id, env, body)], bytes parsed) of the valid records at the
+    start of a segment (spool_record.h); stops at the first invalid one."""
+    out, pos = [], 0
+    while pos + 64 <= len(data):
+        h = data[pos:pos + 64]
+        if h[:4] != b"OBL1" or h[4:5] not in (b"A", b"D"):
+            break
+        env_len, = struct.unpack_from("<I", h, 8)
+        body_len, = struct.unpack_from("<Q", h, 16)
+        qid = h[24:56].rstrip(b"\0").decode("ascii", "replace")
+        crc, = struct.unpack_from("<I", h, 56)
+        end = pos + 64 + env_len + body_len
+        if end > len(data):
+            break
+        env, body = data[pos + 64:pos + 64 + env_len], data[pos + 64 + env_len:end]
+        if zlib.crc32(h[:56] + env + body) != crc:
+            break
+        out.append((h[4:5].decode(), qid, env, body))
+        pos = end
+    return out, pos
+
+
+def spool_log_records(spool):
+    """[(type, id, env, body, segment name)] of the valid records of every
+    segment in spool/log/, in order (a segment retired while it is read
+    is skipped)."""
+    out = []
+    logdir = os.path.join(spool, "log")
+    try:
+        names = sorted(os.listdir(logdir))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        if not SEG_RE.match(name):
+            continue
+        try:
+            with open(os.path.join(logdir, name), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        out += [r + (name,) for r in parse_segment(data)[0]]
+    return out
 
 
 def scan_tree_for(root, needles, max_files=20000):

@@ -32,6 +32,41 @@ class Crash(OutboxTestCase):
         time.sleep(1.5)
         self.assertEqual(len(sh.messages()), 1, "delivered more than once")
 
+    def test_kill9_while_held_only_in_log(self):
+        """A small message is held: after the 250 its intake-log record is
+        its only copy on disk (no msg/ or env/ file), its body in memory.
+        The upstream stalls, so nothing writes its files before the kill.
+        After kill -9 the offline `outbox queue` finds it in the log, and
+        the next start replays it and delivers it byte for byte, once."""
+        fake = self.fake("sendline 220 fake.test ESMTP\nexpect EHLO\nsleep %d\nclose\n"
+                         % harness.scaled(30))
+        d = self.outboxd(relay=[fake.port])
+        data = make_message("held at the crash\r\n", headers=["X-Test-Token: H1"])
+        qid = d.send_ok("app@local.test", ["rcpt@dest.test"], data)
+        harness.wait_for(lambda: b"EHLO" in fake.received(), 10, "EHLO at the stalled peer")
+        self.assertEqual(d.files_queued(), [], "held message has an env/ file already")
+        self.assertEqual(d.spool_entries("msg"), [], "held message has a msg/ file already")
+        self.assertEqual(d.queued(), [qid], "the daemon's queue")
+        d.kill()
+        self.assertEqual(d.files_queued(), [])
+        # offline: read from the log record
+        self.assertEqual(d.queued(), [qid], "offline listing misses the held message")
+        res = harness.run_cmd([harness.cli_path(), "queue", "show", qid, "-c",
+                               d.config_path])
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("X-Test-Token: H1", res.stdout)
+        sh = self.smarthost()
+        d.relay = [sh.port]
+        d.write_config()
+        d.start()
+        d.wait_log(r"spool: replayed 1 log segment\(s\): 1 message\(s\) still queued", 10)
+        msgs = sh.wait_messages(1, 20)
+        self.assertEqual(msgs[0].body(), data)
+        harness.wait_for(lambda: not d.queued(), 10, "empty queue")
+        time.sleep(1.0)
+        self.assertEqual(len(sh.messages()), 1, "delivered more than once")
+        self.assertEqual(d.spool_entries("msg") + d.files_queued(), [])
+
     def test_restart_with_1000_queued(self):
         # harness.sized(): 1,000 natively, fewer under valgrind
         n_msgs, n_threads = harness.sized(1000, 50), 10

@@ -10,6 +10,18 @@ advance the injection counters. strace counts `when=N` per thread and per
 syscall, so the daemon runs with UV_THREADPOOL_SIZE=1: the spool's disk
 work then happens in one pool thread whose calls are numbered the same
 way in every run.
+
+Held messages: a message whose body is whole in memory at its commit (up
+to SPOOL_LOG_BODY_MAX, 512 KiB) is stored by one intake-log record alone
+(pwritev to log/NNNN, fsync of it, and of log/ for a new segment); its
+msg/ID and env/ID are written only when needed (an update, the retire of
+its segment, shutdown) or by the replay after a crash, and it is delivered
+from memory. So the kill points, the order and the faults of a small
+message are those of the log; a larger one (test_d2_syscall_order,
+test_d3_fsync_eio_every_commit_fsync) still takes the per-file commit.
+Tests that count calls first wait until the log is retired and the
+smarthost session parked after the last delivery is gone (settle), so
+that each transaction creates a segment and connects afresh.
 """
 import os
 import re
@@ -25,11 +37,18 @@ from harness import (HarnessError, OutboxTestCase, Outboxd, make_message, outbox
 
 STRACE = shutil.which("strace")
 ENV_1POOL = {"UV_THREADPOOL_SIZE": "1"}
-LINE_RE = re.compile(r"^(\d+)\s+(\d\d:\d\d:\d\d\.\d+)\s+(.*)$")
+# "TID HH:MM:SS.us call": the TID only with -f (0 without)
+LINE_RE = re.compile(r"^(?:(\d+)\s+)?(\d\d:\d\d:\d\d\.\d+)\s+(.*)$")
 CALL_RE = re.compile(r"^(\w+)\((.*?)(?:\) += (.*)| <unfinished \.\.\.>)$")
 RESUMED_RE = re.compile(r"^<\.\.\. (\w+) resumed>(.*?)\) += (.*)$")
 FD_RE = re.compile(r"(\d+)<([^>]*)>")
-SPOOL_CLASSES = ("openat", "write", "fsync", "renameat", "close", "unlinkat")
+# The classes D1 kills in: RELIABILITY's list (openat, write, fsync,
+# rename, close; linkat and sendto are not used), plus what the held path
+# uses: pwritev (every intake-log append), unlinkat (a segment's retire),
+# and connect (the delivery's, the one step between a 250 and the upstream
+# copy of a message that is only in the log and in memory).
+SPOOL_CLASSES = ("openat", "write", "pwritev", "fsync", "fdatasync", "renameat", "renameat2",
+                 "close", "unlinkat", "connect")
 
 
 # ---------------------------------------------------------------- strace
@@ -62,7 +81,7 @@ def parse_trace(path):
         m = LINE_RE.match(line)
         if not m:
             continue
-        tid, rest = int(m.group(1)), m.group(3)
+        tid, rest = int(m.group(1) or 0), m.group(3)
         r = RESUMED_RE.match(rest)
         if r:
             c = pending.pop(tid, None)
@@ -216,6 +235,23 @@ def wait_log_empty(d, timeout=10):
                      "spool/log/ empty (idle segment retired): %r" % d.spool_entries("log"))
 
 
+def upstream_sessions(port):
+    """TCP connections to 127.0.0.1:port in state ESTABLISHED (from
+    /proc/net/tcp: a daemon's session to the smarthost on that port)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 3 and f[3] == "01" and int(f[2].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
 def marker_message(marker, size=0):
     filler = ("".join("%s line %05d %s\r\n" % (marker, i, "x" * 60)
                       for i in range(size // 80 + 1))) if size else ""
@@ -291,6 +327,17 @@ class Faults(OutboxTestCase):
         harness.wait_for(lambda: not d.queued() and not d.spool_entries("msg")
                          and not d.spool_entries("tmp"), timeout, "idle spool")
         time.sleep(0.3)
+
+    def settle(self, d, sh, timeout=15):
+        """quiet(), after the intake log's segment is retired (so the next
+        commit creates log/NNNN and fsyncs log/) and the smarthost session
+        parked after the last delivery (DELIVERY_IDLE_MS, 2 s) has ended
+        (so the next delivery connects): the next transaction then makes
+        the same syscalls in every run."""
+        wait_log_empty(d, timeout)
+        harness.wait_for(lambda: not upstream_sessions(sh.port), timeout,
+                         "the parked session to the smarthost (port %d) closed" % sh.port)
+        self.quiet(d)
 
     def warm_up(self, d, sh, tag):
         """One delivered message: creates the libuv pool thread."""
@@ -371,15 +418,17 @@ class Faults(OutboxTestCase):
                            "envelope written before msg/ was synced")
 
     def test_d2_syscall_order_logged(self):
-        """A message up to 512 KiB takes the intake log (a 2.5 KB one and a
-        150 KB one that arrives in several chunks, held in memory): message
-        writes (to msg/ID created at once; or, for a body that went to a
-        file in chunks, to tmp/ID.msg and a rename into msg/)
-        -> envelope write to tmp/ID.env -> rename into env/ -> segment
-        created (openat O_CREAT|O_EXCL, fsync(log/)) -> ONE pwritev of the
+        """A message up to 512 KiB whose body is whole in memory at the
+        commit (a 2.5 KB one, and a 150 KB one that arrives in several
+        chunks) is held: its intake-log record is its only copy on disk,
+        and the 250 follows its fsync. In the trace: segment created
+        (openat O_CREAT|O_EXCL) -> fsync(log/) -> ONE pwritev of the
         record, 64 + envelope + message bytes -> fsync(segment) started
-        after it ended -> 250. No fsync of the queue files or msg/, env/
-        before the 250; the delivered message is what was sent."""
+        after it ended -> 250. Nothing else is flushed before the 250, no
+        queue file (tmp/, msg/, env/) of the id is touched before it, and
+        none at all when its 'D' record lands in the same segment (it was
+        delivered from memory; nothing needed its files). The delivered
+        message is what was sent and what the record holds."""
         require_strace(self)
         sh = self.smarthost()
         d = self.daemon(sh)
@@ -387,86 +436,43 @@ class Faults(OutboxTestCase):
         figures = [self.d2_logged_one(d, sh, tag, size)
                    for tag, size in (("D2L-SMALL", 2500), ("D2L-STREAM", 150000))]
         print("\n  D2 logged: " + "; ".join(
-            "%s: %d message bytes in %d write(s) to %s, record %d bytes, "
-            "fsyncs before the 250 %r"
-            % f for f in figures))
+            "%s: %d message bytes in a %d-byte record in %s, fsyncs before the 250 %r, "
+            "queue files of the id %r" % f for f in figures))
 
     def d2_logged_one(self, d, sh, tag, size):
-        wait_log_empty(d)  # the commit creates a fresh segment; nothing retires
+        self.settle(d, sh)  # the commit creates a fresh segment; nothing retires
         out = os.path.join(self.tmp, "d2-%s.trace" % tag)
         st = Strace(self.tmp, [d.proc.pid], [
             "trace=write,writev,pwrite64,pwritev,pwritev2,fsync,fdatasync,rename,renameat,"
-            "renameat2,linkat,sendto,sendmsg,openat,close"], out=out, follow=True)
+            "renameat2,linkat,unlinkat,sendto,sendmsg,openat,close"], out=out, follow=True)
         data = marker_message(tag, size=size)
         code, text = raw_send(d.port, data)
         self.assertEqual(code, 250, text)
         qid = harness.queue_id_of(text)
         self.assertIsNotNone(qid, text)
         harness.wait_for(lambda: with_marker(sh, tag), 20, "%s delivered" % tag)
-        self.quiet(d)
+        self.quiet(d)  # its removal ('D' record) is in the trace
         st.detach()
         calls = parse_trace(out)
         spool = os.path.realpath(d.spool)
-        tmp_msg = "%s/tmp/%s.msg" % (spool, qid)
-        tmp_env = "%s/tmp/%s.env" % (spool, qid)
-        msg_dir, env_dir, tmp_dir = spool + "/msg", spool + "/env", spool + "/tmp"
-        log_dir, spare_dir = spool + "/log", spool + "/spare"
+        log_dir = spool + "/log"
 
-        # The message file: through tmp/ID.msg and a rename (a body that
-        # came in chunks), or created as msg/ID at once (a body committed
-        # from memory: no rename needed, it is not acknowledged before
-        # its record is durable either way).
-        via_tmp = writes_to(calls, tmp_msg)
-        direct = writes_to(calls, "%s/%s" % (msg_dir, qid))
-        self.assertTrue(bool(via_tmp) != bool(direct),
-                        "message written to tmp/ID.msg %d times, to msg/ID %d times (%s)"
-                        % (len(via_tmp), len(direct), out))
-        content = via_tmp or direct
-        if size > 100000:
-            # It arrived in several chunks, held in memory (spool_tx_hold)
-            # and written once, straight into msg/, by the commit.
-            self.assertTrue(direct and not via_tmp,
-                            "%s: a held body went through tmp/ (%s)" % (tag, out))
-        written = sum(int(c.ret) for c in content)
         copies = with_marker(sh, tag)
         self.assertEqual(len(copies), 1, "%s delivered %d times" % (tag, len(copies)))
-        self.assertEqual(written, len(copies[0].data),
-                         "bytes written to the queue file != bytes delivered")
         self.assertEqual(copies[0].body(), data)
-        r_msg = renames(calls, tmp_dir, "%s.msg" % qid, msg_dir, qid)
-        if via_tmp:
-            self.assertEqual(len(r_msg), 1, "rename tmp/ID.msg -> msg/ID: %r" % r_msg)
-            msg_step = ("rename into msg/", r_msg[0])
-        else:
-            self.assertEqual(r_msg, [], "rename of a message created in msg/")
-            # Created new, or a recycled spare (spool_spare.c) renamed in
-            # without replacing anything; either way before any write.
-            made = [c for c in calls if (
-                c.name == "openat" and c.fd_path(0) == msg_dir
-                and '"%s"' % qid in c.args and "O_CREAT" in c.args and "O_EXCL" in c.args) or (
-                c.name == "renameat2" and c.fd_path(0) == spare_dir and c.fd_path(1) == msg_dir
-                and '"%s"' % qid in c.args and "RENAME_NOREPLACE" in c.args)]
-            self.assertEqual(len(made), 1, "creation of msg/%s: %r" % (qid, made))
-            self.assertLess(made[0].end, content[0].start)
-            closed = [c for c in calls if c.name == "close" and c.start > content[-1].end
-                      and c.fd_path() == "%s/%s" % (msg_dir, qid)]
-            self.assertTrue(closed, "msg/%s not closed after its last write" % qid)
-            msg_step = ("close of msg/ID", closed[0])
-        env_w = writes_to(calls, tmp_env)
-        self.assertTrue(env_w, "no envelope write")
-        env_bytes = sum(int(c.ret) for c in env_w)
-        r_env = renames(calls, tmp_dir, "%s.env" % qid, env_dir, qid)
-        self.assertEqual(len(r_env), 1, "rename tmp/ID.env -> env/ID: %r" % r_env)
+        ok = replies_250(calls, qid)
+        self.assertEqual(len(ok), 1, "the 250 reply to the client: %r" % ok)
         recs = log_records(calls, spool, "A", qid)
-        self.assertEqual(len(recs), 1, "'A' record appends for %s: %r" % (qid, recs))
+        self.assertEqual(len(recs), 1, "'A' record appends for %s: %r (%s)" % (qid, recs, out))
         rec = recs[0]
         self.assertEqual(rec.name, "pwritev", rec)
         seg = rec.fd_path()
-        self.assertEqual(int(rec.ret), 64 + env_bytes + written,
-                         "record bytes != 64 + envelope %d + message %d: %r"
-                         % (env_bytes, written, rec))
-        self.assertEqual([int(n) for n in re.findall(r"iov_len=(\d+)", rec.args)],
-                         [64, env_bytes, written], "the record's parts: %r" % rec)
+        parts = [int(n) for n in re.findall(r"iov_len=(\d+)", rec.args)]
+        self.assertEqual(len(parts), 3, "the record's parts (header, envelope, body): %r" % rec)
+        self.assertEqual(parts[0], 64, rec)
+        self.assertEqual(parts[2], len(copies[0].data),
+                         "body bytes in the record != bytes delivered: %r" % rec)
+        self.assertEqual(int(rec.ret), sum(parts), "short record write: %r" % rec)
         created = [c for c in calls if c.name == "openat" and c.fd_path(0) == log_dir
                    and '"%s"' % os.path.basename(seg) in c.args
                    and "O_CREAT" in c.args and "O_EXCL" in c.args]
@@ -475,28 +481,35 @@ class Faults(OutboxTestCase):
         self.assertTrue(f_logdir, "no fsync of log/ after creating %s" % seg)
         f_seg = [c for c in fsyncs_of(calls, seg) if c.start > rec.end]
         self.assertTrue(f_seg, "no fsync of %s after the record's pwritev" % seg)
-        ok = replies_250(calls, qid)
-        self.assertEqual(len(ok), 1, "the 250 reply to the client: %r" % ok)
-        steps = [("last message write", content[-1]), msg_step,
-                 ("envelope write", env_w[-1]), ("rename into env/", r_env[0]), ("segment create", created[0]),
-                 ("fsync(log/)", f_logdir[0]), ("record pwritev", rec),
-                 ("fsync(segment)", f_seg[0]), ("250 to the client", ok[0])]
+        steps = [("segment create", created[0]), ("fsync(log/)", f_logdir[0]),
+                 ("record pwritev", rec), ("fsync(segment)", f_seg[0]),
+                 ("250 to the client", ok[0])]
         self.assertTrue(all(c.ret is not None and not c.ret.startswith("-1")
                             for _, c in steps[:-1]), "a step failed: %r" % steps)
         for (n1, c1), (n2, c2) in zip(steps, steps[1:]):
             self.assertLess(c1.end, c2.start, "%s must finish before %s starts:\n  %r\n  %r"
                             % (n1, n2, c1, c2))
-        self.assertGreater(env_w[0].start, msg_step[1].end,
-                           "envelope written before the message is complete in msg/")
-        for path in (tmp_msg, tmp_env):
-            self.assertEqual(fsyncs_of(calls, path), [], "fsync of %s" % path)
         before_250 = [c for c in calls if c.name in ("fsync", "fdatasync")
-                      and content[0].start < c.start < ok[0].start]
+                      and created[0].start < c.start < ok[0].start]
         self.assertEqual([c.fd_path() for c in before_250], [log_dir, seg],
-                         "the only flushes of a logged commit: %r" % before_250)
-        return (tag, written, len(content), "tmp/ID.msg + rename" if via_tmp else "msg/ID",
-                int(rec.ret),
-                [os.path.relpath(c.fd_path(), spool) for c in before_250])
+                         "the only flushes of a held commit: %r" % before_250)
+        # Held: no queue file of the id is created, written or renamed
+        # into place (a spare recycled as msg/ID is a renameat2).
+        qfiles = [c for c in calls if qid in (c.fd_path() or "") or (
+            c.name in ("rename", "renameat", "renameat2", "linkat") and qid in c.args) or (
+            c.name == "openat" and "O_CREAT" in c.args and qid in c.args)]
+        early = [c for c in qfiles if c.start < ok[0].end]
+        self.assertEqual(early, [], "queue files of a held message before its 250")
+        done = log_records(calls, spool, "D", qid)
+        self.assertEqual(len(done), 1, "'D' record for %s: %r" % (qid, done))
+        self.assertGreater(done[0].start, ok[0].end)
+        if done[0].fd_path() == seg:
+            # Its segment was never sealed while it was held: nothing
+            # could have needed its files (no retire, no update).
+            self.assertEqual(qfiles, [], "queue files of a message delivered from memory")
+        return (tag, parts[2], int(rec.ret), os.path.relpath(seg, spool),
+                [os.path.relpath(c.fd_path(), spool) for c in before_250],
+                sorted({os.path.relpath(c.fd_path() or "?", spool) for c in qfiles}))
 
     # ------------------------------------------------------------ D3
     def test_d3_fsync_eio_every_commit_fsync(self):
@@ -547,10 +560,12 @@ class Faults(OutboxTestCase):
                          "a message answered 451 was delivered")
 
     def test_d3_fsync_eio_logged_commit(self):
-        """EIO from the fsync of the intake-log segment (a small message):
-        451 4.3.0, env/ msg/ tmp/ empty, the segment never fsynced again
-        (fsyncgate), no 250, a 'D' record for the id in another segment;
-        the daemon serves on. The retire of the failed segment is made to
+        """EIO from the fsync of the intake-log segment (a small, held
+        message: the record is the only thing its commit writes): 451
+        4.3.0, no 250, no queue file of the id ever created, the id not in
+        the queue, env/ msg/ tmp/ empty, the segment never fsynced again
+        (fsyncgate), a 'D' record for the id in another segment; the
+        daemon serves on. The retire of the failed segment is made to
         fail too (EIO on its fsync of msg/) so that the segment is still
         there at the restart: the replay honours the 'D' record and the
         451'd message is never delivered."""
@@ -559,7 +574,7 @@ class Faults(OutboxTestCase):
         d = self.daemon(sh)
         self.warm_up(d, sh, "D3L-WARM")
         spool = os.path.realpath(d.spool)
-        wait_log_empty(d)
+        self.settle(d, sh)  # the warm-up's segment retired, its last fsync done
         # The one pool thread's fsyncs: #1 log/ (segment created), #2 the
         # segment (EIO), #3 log/ (a new segment for the 'D'), #4 msg/ in
         # the retire of the failed segment (EIO), ...
@@ -588,9 +603,14 @@ class Faults(OutboxTestCase):
         # (a NUL before a digit prints as "\000", so not the first 16)
         qid = re.search(r"(%s)(?=\\)" % harness.QID,
                         recs[0].args[recs[0].args.index("OBL1A"):]).group(1)
-        self.assertTrue(writes_to(calls, "%s/tmp/%s.msg" % (spool, qid))
-                        or writes_to(calls, "%s/msg/%s" % (spool, qid)),
-                        "the record's id %s is not the queue file's" % qid)
+        # A small message is held: the record was its commit's only write
+        # (no queue file of the id created, written or renamed; the
+        # retire's lookup of msg/ID, env/ID finds nothing).
+        qfiles = [c for c in calls if qid in (c.fd_path() or "") or (
+            c.name.startswith("rename") and qid in c.args) or (
+            c.name == "openat" and qid in c.args and "O_CREAT" in c.args)]
+        self.assertEqual(qfiles, [], "queue files of a held message")
+        self.assertNotIn(qid, d.queued(), "a message answered 451 is in the queue")
         again = [c for c in calls if c.name in ("fsync", "fdatasync")
                  and c.start > bad[0].end and c.fd_path() == seg]
         self.assertEqual(again, [], "segment fsynced again after EIO (fsyncgate): %r" % again)
@@ -695,81 +715,169 @@ class Faults(OutboxTestCase):
         self.assertEqual(code, 250, text)
         harness.wait_for(lambda: with_marker(sh, "D5-OK"), 20, "delivered")
 
-    def test_d4_enospc_injected_on_envelope_write(self):
-        """ENOSPC at the envelope write (after the message is in msg/):
-        452 4.3.1, msg/ cleaned up, daemon keeps serving."""
+    def test_d4_enospc_injected_on_log_append(self):
+        """D4 by injection: ENOSPC on the one write that stores a 200 KB
+        message. Up to 512 KiB a body is held in memory during DATA and
+        the commit writes it once, as the pwritev of its intake-log record
+        (no queue file): that pwritev fails. 452 4.3.1, no 250; nothing
+        partial left (the segment cut back to where the record began, no
+        queue file of the id, the id not queued, tmp/ msg/ env/ empty, and
+        the log retires cleanly afterwards); the daemon keeps serving; the
+        same message sent again gets 250 and is delivered once, intact."""
         require_strace(self)
         sh = self.smarthost()
         d = self.daemon(sh)
-        self.warm_up(d, sh, "D4E-WARM")
+        self.warm_up(d, sh, "D4L-WARM")
+        spool = os.path.realpath(d.spool)
+        self.settle(d, sh)  # the commit creates a fresh segment
         pool = [t for t in tasks(d.proc.pid) if t != d.proc.pid]
         self.assertTrue(pool, "no libuv pool thread after a delivery")
-        # Pool thread writes of one small commit, one work item: the
-        # message, the envelope, then libuv's eventfd wake-up.
-        st = Strace(self.tmp, pool, ["trace=write",
-                                     "inject=write:error=ENOSPC:when=2"])
-        code, text = raw_send(d.port, marker_message("D4E-FAIL"))
+        # The pool thread's pwritevs into a fresh segment: #1 the zeros
+        # written ahead (best effort: a failure there is ignored), #2 the
+        # record.
+        out = os.path.join(self.tmp, "d4l.trace")
+        st = Strace(self.tmp, pool, ["trace=pwritev,ftruncate,openat,renameat,renameat2,write",
+                                     "inject=pwritev:error=ENOSPC:when=2"], out=out)
+        data = marker_message("D4L", size=210000)
+        self.assertGreaterEqual(len(data), 200000)  # RELIABILITY D4: 200 KB
+        mark = d.mark()
+        code, text = raw_send(d.port, data)
         time.sleep(0.3)
         st.detach()
-        self.assertEqual(code, 452, text)
+        self.assertTrue(d.alive(), "daemon died on ENOSPC")
+        self.assertEqual(code, 452, "ENOSPC on the record: reply %r %r" % (code, text))
         self.assertTrue(text.startswith("4.3.1"), text)
+        calls = parse_trace(out)
+        bad = [c for c in calls if c.name == "pwritev" and "ENOSPC" in (c.ret or "")]
+        self.assertEqual(len(bad), 1, "injected failures: %r (%s)" % (bad, out))
+        seg = bad[0].fd_path() or ""
+        self.assertRegex(seg, "^" + re.escape(spool) + "/log/" + SEG_NAME + "$")
+        self.assertIn('"OBL1A', bad[0].args, "the failed pwritev is not a record: %r" % bad[0])
+        qid = re.search(r"(%s)(?=\\)" % harness.QID,
+                        bad[0].args[bad[0].args.index("OBL1A"):]).group(1)
+        parts = [int(n) for n in re.findall(r"iov_len=(\d+)", bad[0].args)]
+        self.assertEqual(len(parts), 3, bad[0])
+        self.assertGreater(parts[2], len(data), "the record does not carry the whole body")
+        # Cut back to where the record began (a real ENOSPC can leave part
+        # of it): nothing torn sits in the segment.
+        zeros = [c for c in calls if c.name == "pwritev" and c.fd_path() == seg
+                 and c.end < bad[0].start and '"OBL1' not in c.args]
+        cut = [c for c in calls if c.name == "ftruncate" and c.fd_path() == seg
+               and c.start > bad[0].end]
+        self.assertEqual(len(cut), 1, "truncation of %s after the failed append: %r" % (seg, cut))
+        self.assertRegex(cut[0].args, r", 0$", "a fresh segment cut back to 0 bytes: %r" % cut[0])
+        self.assertTrue(zeros, "no zeros written ahead in the fresh segment (is #2 the record?)")
+        qfiles = [c for c in calls if qid in (c.fd_path() or "") or (
+            c.name.startswith("rename") and qid in c.args) or (
+            c.name == "openat" and qid in c.args and "O_CREAT" in c.args)]
+        self.assertEqual(qfiles, [], "queue files of the refused message")
+        d.wait_log(r"%s: spool commit failed at intake log: No space left on device" % qid, 5,
+                   since=mark)
+        self.assertNotIn(qid, d.queued(), "a message answered 452 is in the queue")
         harness.wait_for(lambda: not d.spool_entries("tmp"), 3, "tmp/ empty")
         self.assertEqual(d.spool_entries("msg"), [])
         self.assertEqual(d.spool_entries("env"), [])
-        d.wait_log(r"spool commit failed at write envelope", 5)
-        data = marker_message("D4E-AFTER")
+        # Space back (strace gone): the client's retry is stored.
         code, text = raw_send(d.port, data)
-        self.assertEqual(code, 250, text)
-        harness.wait_for(lambda: with_marker(sh, "D4E-AFTER"), 20, "delivered")
-        self.assertEqual(with_marker(sh, "D4E-FAIL"), [])
+        self.assertEqual(code, 250, "the retry: %s" % text)
+        harness.wait_for(lambda: with_marker(sh, "D4L"), 20, "the retry delivered")
+        wait_log_empty(d)  # the failed segment and the retry's retire
+        time.sleep(0.5)
+        copies = with_marker(sh, "D4L")
+        self.assertEqual(len(copies), 1, "copies of D4L (refused once, then stored once)")
+        self.assertEqual(copies[0].body(), data)
+        self.assertEqual(d.queued(), [])
+        for sub in ("tmp", "msg", "env", "corrupt"):
+            self.assertEqual(d.spool_entries(sub), [], "%s/ after the retry" % sub)
 
     # ------------------------------------------------------------ D1
     def test_d1_kill9_at_every_step(self):
-        """SIGKILL just before each spool syscall of one acceptance and its
-        delivery (each openat/write/fsync/renameat/close/unlinkat of the pool thread,
-        the queue-file create and the 354/250 writes of the main thread).
-        250 => delivered at least once, byte-identical; no 250 => 0 or 1
-        complete copies; tmp/ empty after restart; never partial."""
+        """SIGKILL just before each syscall of one acceptance, its delivery
+        and the retire of its log segment: every openat/write/pwritev/fsync/
+        rename/close/unlinkat of the pool thread, and the main thread's
+        354 and 250 writes, spool openat and its connect to the smarthost
+        (after the 250, before the upstream has a copy: the message is then
+        only in its log record and in memory). After each kill the daemon
+        is restarted (the replay of the log brings back what it holds):
+        250 => delivered at least once (at most twice), byte-identical;
+        no 250 => 0 or 1 complete copies; tmp/ msg/ env/ corrupt/ empty
+        once the queue has drained; never a partial message."""
         require_strace(self)
         t_start = time.monotonic()
+        budget = harness.scaled(120)
         sh = self.smarthost()
         d = self.daemon(sh, settings={"log": {"level": "info"}})
         self.warm_up(d, sh, "D1-WARM")
         plan = self.d1_calibrate(d, sh)
-        self.assertGreaterEqual(len(plan), 12, "too few kill points found: %r" % plan)
+        names = "\n".join("  %-4s %-8s #%-2d %s" % p for p in plan)
+        # A held message's acceptance is short: no queue file is created,
+        # written, closed, renamed or synced before its 250 any more, only
+        # the log record. Up to the 250 the kill points are: 354, create
+        # log/NNNN, fsync(log/), the zeros written ahead, the record,
+        # fsync(segment), the pool's wake-up of the loop, 250 -- 8, where
+        # the per-file path had about 16. After it: the connect, the 'D'
+        # record and wake-up, and the retire of the segment (the survivor
+        # lookups in msg/ and env/, their fsyncs, unlink, fsync(log/)).
+        first_250 = next((i for i, p in enumerate(plan) if p[3] == "write 250 to client"), None)
+        self.assertIsNotNone(first_250, "no 250 in the calibration:\n" + names)
+        self.assertGreaterEqual(first_250 + 1, 8, "kill points up to the 250:\n" + names)
+        self.assertGreaterEqual(len(plan), 14, "too few kill points found:\n" + names)
+        for want in (r"pool openat +#\d+ +create log/%s$" % SEG_NAME,
+                     r"pool fsync +#\d+ +log/$",
+                     r"pool pwritev +#\d+ +'A' record to log/%s$" % SEG_NAME,
+                     r"pool fsync +#\d+ +log/%s$" % SEG_NAME,
+                     r"main write +#\d+ +write 250 to client$",
+                     r"main connect +#1 +connect to the smarthost$",
+                     r"pool pwritev +#\d+ +'D' record to log/%s$" % SEG_NAME,
+                     r"pool unlinkat +#\d+ +log/%s$" % SEG_NAME):
+            self.assertRegex(names, "(?m)^ *" + want, "kill point missing from the plan")
         results = []
         for i, (role, cls, n, what) in enumerate(plan):
-            if time.monotonic() - t_start > 70:
+            if time.monotonic() - t_start > budget:
                 break
             results.append(self.d1_one_kill(d, sh, i, role, cls, n, what))
         killed = [r for r in results if r["killed"]]
-        summary = "\n".join("  %-4s %-8s #%-2d %-38s killed=%s 250=%s copies=%d" % (
-            r["role"], r["cls"], r["n"], r["what"][:38], r["killed"], r["got250"],
-            r["copies"]) for r in results)
+        summary = "\n".join("  %-4s %-8s #%-2d %-36s killed=%-5s 250=%-5s copies=%d%s" % (
+            r["role"], r["cls"], r["n"], r["what"][:36], r["killed"], r["got250"],
+            r["copies"], "  (" + r["replay"] + ")" if r["replay"] else "") for r in results)
         print("\n  D1 kill points (%d runs, %.0fs):\n%s" % (
             len(results), time.monotonic() - t_start, summary))
         problems = [p for r in results for p in r["problems"]]
         self.assertEqual(problems, [], "\n" + summary)
-        self.assertGreaterEqual(len(killed), 12, "kills that hit the transaction:\n" + summary)
-        self.assertTrue(any(r["got250"] for r in killed), "no kill after the 250")
-        self.assertTrue(any(not r["got250"] for r in killed), "no kill before the 250")
+        self.assertEqual(len(results), len(plan), "time budget (%ds) ran out:\n%s"
+                         % (budget, summary))
+        self.assertEqual(len(killed), len(plan), "kills that hit the transaction:\n" + summary)
+        self.assertTrue(any(not r["got250"] and r["copies"] == 0 for r in killed),
+                        "no kill before the record was written:\n" + summary)
         self.assertTrue(any(not r["got250"] and r["copies"] == 1 for r in killed),
-                        "no kill inside the commit-to-250 window:\n" + summary)
+                        "no kill inside the record-to-250 window:\n" + summary)
+        # The held message's own case: 250 given, killed before any copy
+        # left, so only the log record had it: the replay delivered it.
+        held = [r for r in killed if r["got250"] and r["before"] == 0]
+        self.assertTrue(held, "no kill between the 250 and the delivery:\n" + summary)
+        for r in held:
+            self.assertRegex(r["replay"], r"[1-9]\d* still queued",
+                             "%s: a 250'd message not delivered before the kill did not come "
+                             "back from the log:\n%s" % (r["what"], summary))
 
     def d1_calibrate(self, d, sh):
-        """Trace one acceptance + delivery; the kill plan is every spool call
-        of the pool thread and the main thread's queue-file create and
-        354/250 replies, numbered per thread and syscall as strace counts."""
+        """Trace one acceptance, its delivery and its segment's retire; the
+        kill plan is every traced call of the pool thread and the main
+        thread's spool openat, 354/250 replies and connect to the
+        smarthost, numbered per thread and syscall as strace counts."""
         out = os.path.join(self.tmp, "d1-calibrate.trace")
+        self.settle(d, sh)
         st = Strace(self.tmp, [d.proc.pid], ["trace=" + ",".join(SPOOL_CLASSES)],
                     out=out, follow=True)
         code, text = raw_send(d.port, marker_message("D1-CAL"))
         self.assertEqual(code, 250, text)
         harness.wait_for(lambda: with_marker(sh, "D1-CAL"), 20, "calibration delivered")
-        self.quiet(d)
+        wait_log_empty(d)  # the retire of the segment is in the trace
+        time.sleep(0.3)
         st.detach()
         spool = os.path.realpath(d.spool)
         seen, plan = {}, []
+        upstream = "sin_port=htons(%d)" % sh.port
         for c in parse_trace(out):
             role = "main" if c.tid == d.proc.pid else "pool"
             key = (role, c.name)
@@ -777,23 +885,46 @@ class Faults(OutboxTestCase):
             path = c.fd_path() or ""
             interesting = (role == "pool" or
                            (c.name == "openat" and path.startswith(spool)) or
+                           (c.name == "connect" and upstream in c.args) or
                            (c.name == "write" and path.startswith("socket:")
                             and ('"354 ' in c.args or '"250 2.0.0' in c.args)))
-            if interesting and len(plan) < 28:
-                desc = "%s %s" % (c.name, path.replace(spool + "/", "") or "?")
-                if '"250 2.0.0' in c.args:
-                    desc = "write 250 to client"
-                elif '"354 ' in c.args:
-                    desc = "write 354 to client"
-                plan.append((role, c.name, seen[key], desc))
+            if not interesting or len(plan) >= 28:
+                continue
+            rel = path.replace(spool + "/", "").replace(spool, "spool") or "?"
+            names = re.findall(r'"([^"]*)"', c.args)
+            if '"250 2.0.0' in c.args:
+                desc = "write 250 to client"
+            elif '"354 ' in c.args:
+                desc = "write 354 to client"
+            elif c.name == "connect":
+                desc = "connect to the smarthost"
+            elif c.name == "openat" and names and "O_CREAT" in c.args:
+                desc = "create %s/%s" % (rel, names[0])
+            elif c.name in ("openat", "unlinkat") and names:
+                desc = "%s/%s" % (rel, names[0])
+            elif c.name.startswith("rename") and len(names) > 1:
+                desc = "%s/%s -> %s/%s" % (rel, names[0],
+                                           (c.fd_path(1) or "?").replace(spool + "/", ""),
+                                           names[1])
+            elif c.name == "pwritev" and '"OBL1' in c.args:
+                desc = "'%s' record to %s" % (c.args[c.args.index('"OBL1') + 5], rel)
+            elif c.name == "pwritev":
+                desc = "zeros ahead in %s" % rel
+            elif rel.startswith("anon_inode:[eventfd]"):
+                desc = "wake the loop (eventfd)"
+            elif c.name in ("fsync", "fdatasync") and not rel.startswith("log/"):
+                desc = rel + "/"
+            else:
+                desc = rel
+            plan.append((role, c.name, seen[key], desc))
         return plan
 
     def d1_one_kill(self, d, sh, i, role, cls, n, what):
         res = {"role": role, "cls": cls, "n": n, "what": what, "killed": False,
-               "got250": False, "copies": 0, "problems": []}
+               "got250": False, "copies": 0, "before": 0, "replay": "", "problems": []}
         if len(tasks(d.proc.pid)) < 2:
             self.warm_up(d, sh, "D1-WARM-%d" % i)
-        self.quiet(d)
+        self.settle(d, sh)
         pid = d.proc.pid
         tids = [pid] if role == "main" else [t for t in tasks(pid) if t != pid]
         st = Strace(self.tmp, tids, ["trace=" + cls,
@@ -802,7 +933,8 @@ class Faults(OutboxTestCase):
         data = marker_message(marker)
         code, text = raw_send(d.port, data, timeout=10)
         res["got250"] = code == 250
-        rc = d.proc.wait(5 if res["got250"] else 3)
+        # the retire runs 1-2 s after the last append
+        rc = d.proc.wait(6 if res["got250"] else 3)
         res["killed"] = rc is not None
         if rc is None:
             st.detach()
@@ -811,11 +943,19 @@ class Faults(OutboxTestCase):
             harness.wait_for(lambda: not d.queued(), 20, "queue drained")
         else:
             st.detach()
+            res["before"] = len(with_marker(sh, marker))
             d.exited.append(rc)
             d.proc = None
             if rc != -signal.SIGKILL:
                 res["problems"].append("%s: daemon exit %r, not SIGKILL" % (marker, rc))
+            mark = d.mark()
             d.start()
+            m = re.search(r"spool: replayed (\d+) log segment\(s\): (\d+) message\(s\) still "
+                          r"queued, (\d+) rebuilt file\(s\), (\d+) removal\(s\)",
+                          d.log_text(since=mark))
+            if m:
+                res["replay"] = "replay: %s segment(s), %s still queued, %s file(s)" % (
+                    m.group(1), m.group(2), m.group(3))
             try:
                 harness.wait_for(lambda: not d.queued(), 20, "queue drained after restart")
             except HarnessError as e:

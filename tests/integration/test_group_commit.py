@@ -13,12 +13,17 @@ promise from the outside:
   segment fsyncs than messages (batching happened);
 * kill -9 right after the last 250 of 50 messages (the relay unreachable,
   so nothing is delivered or removed): the segment is still there, its
-  records parse (header, CRC-32) and carry each message byte for byte; the
-  restart replays it ("spool: replayed") and every 250'd message is
-  delivered exactly once, byte-identical;
-* the same, with the queue files the kernel had not flushed taken away
-  (a power loss models: msg/ID or env/ID missing or cut short): the
-  replay rebuilds them from the records.
+  records parse (header, CRC-32) and carry each message byte for byte, and
+  whatever queue files the kill left agree with them; the restart replays
+  it ("spool: replayed") and every 250'd message is delivered exactly once,
+  byte-identical;
+* held messages: a message committed through the log is held (its record
+  and the daemon's memory are all there is; msg/ID and env/ID are written
+  only when needed: a deferral, the segment's retire, a clean stop). With
+  deliveries stalled, a kill -9 leaves most messages without any queue
+  file, and the few deferred ones with an msg/ID nobody fsynced, which a
+  power loss may take away or cut short: the replay writes them all from
+  the records, and every 250'd message is delivered exactly once.
 
 The strace parsing (-y paths, line order as causal order) comes from
 test_faults.py.
@@ -27,17 +32,15 @@ import os
 import re
 import signal
 import smtplib
-import struct
 import threading
 import time
 import zlib
 
 import harness
-from harness import OutboxTestCase, free_port
+from harness import OutboxTestCase, SEG_RE, free_port, parse_segment
 from test_faults import (Strace, fsyncs_of, log_records, marker_message, parse_trace,
                          replies_250, require_strace, wait_log_empty, with_marker)
 
-SEG_RE = re.compile(r"^[0-9a-f]{16}$")
 REPLAYED_RE = (r"spool: replayed (\d+) log segment\(s\): (\d+) message\(s\) still queued, "
                r"(\d+) rebuilt file\(s\), (\d+) removal\(s\)")
 
@@ -99,29 +102,6 @@ def run_sessions(port, plans, barrier=None, timeout=60):
 
 # ---------------------------------------------------------------- the log format
 
-def parse_segment(data):
-    """[(type, id, env, body)] of the valid records at the start of a
-    segment (spool_record.h); stops at the first invalid one."""
-    out, pos = [], 0
-    while pos + 64 <= len(data):
-        h = data[pos:pos + 64]
-        if h[:4] != b"OBL1" or h[4:5] not in (b"A", b"D"):
-            break
-        env_len, = struct.unpack_from("<I", h, 8)
-        body_len, = struct.unpack_from("<Q", h, 16)
-        qid = h[24:56].rstrip(b"\0").decode("ascii", "replace")
-        crc, = struct.unpack_from("<I", h, 56)
-        end = pos + 64 + env_len + body_len
-        if end > len(data):
-            break
-        env, body = data[pos + 64:pos + 64 + env_len], data[pos + 64 + env_len:end]
-        if zlib.crc32(h[:56] + env + body) != crc:
-            break
-        out.append((h[4:5].decode(), qid, env, body))
-        pos = end
-    return out, pos
-
-
 def env_records(data):
     """[(type, value)] of an encoded envelope (envelope.c: T<len>:<value>\\n)."""
     out, pos = [], 0
@@ -155,6 +135,15 @@ def read_segments(spool):
             recs, used = parse_segment(data)
             out[name] = (recs, used, len(data), not data[used:].strip(b"\0"))
     return out
+
+
+# Every connection of the fake relay: the first MAIL is refused with 451
+# (that message is deferred: its update writes msg/ID, without fsync, and
+# env/ID), then the session stalls at the next transaction's RSET, so every
+# message behind it stays held, its files never written.
+STALL_AFTER_ONE = ("sendline 220 fake.test ESMTP\nexpect EHLO\nsendline 250 fake.test\n"
+                   "expect MAIL\nsendline 451 4.3.0 try again later\nexpect RSET\n"
+                   "sleep 60\nclose\n")
 
 
 # ---------------------------------------------------------------- the tests
@@ -245,6 +234,13 @@ class GroupCommit(OutboxTestCase):
         sessions; SIGKILL right after the last 250. Returns (d, {marker:
         data} of the 250'd ones, {marker: qid}, segments left)."""
         d = self.outboxd(relay=[free_port()], settings={"log": {"level": "info"}})
+        sent, acked, segs = self.burst_and_kill(d, total, sessions, tag)
+        self.assertEqual(with_marker(sh, tag), [], "delivered before the kill")
+        return d, sent, acked, segs
+
+    def burst_and_kill(self, d, total, sessions, tag):
+        """total messages over concurrent sessions to d, SIGKILL right after
+        the last 250. Returns ({marker: data}, {marker: qid}, segments)."""
         per = total // sessions
         plans = [[("%s-%02d-%02d" % (tag, s, k),
                    marker_message("%s-%02d-%02d" % (tag, s, k), 400 + 700 * k))
@@ -256,14 +252,13 @@ class GroupCommit(OutboxTestCase):
         self.assertEqual(len(acked), total, "not all 250: %r"
                          % [g for g in got if g[1] != 250][:5])
         self.assertTrue(all(acked.values()), acked)
-        self.assertEqual(with_marker(sh, tag), [], "delivered before the kill")
         segs = read_segments(d.spool)
-        return d, {m: sent[m] for m in acked}, acked, segs
+        return {m: sent[m] for m in acked}, acked, segs
 
     def check_segments(self, d, segs, acked):
         """The segments left hold one valid 'A' record per 250'd message, no
-        'D', then only zeros, and each record's body is the queue file's
-        content."""
+        'D', then only zeros, and each record describes its body (I, Z,
+        C). Returns {qid: record}."""
         self.assertTrue(segs, "no segment left in log/ right after the kill")
         recs = [r for name in segs for r in segs[name][0]]
         for name, (_r, used, size, zeros) in segs.items():
@@ -275,25 +270,66 @@ class GroupCommit(OutboxTestCase):
         self.assertEqual(sorted(by_id), sorted(acked.values()),
                          "'A' records != the 250'd queue ids")
         for qid, (_t, _id, env, body) in by_id.items():
-            with open(os.path.join(d.spool, "msg", qid), "rb") as f:
-                self.assertEqual(f.read(), body, "%s: record body != msg/%s" % (qid, qid))
             fields = dict(env_records(env))
             self.assertEqual(fields.get("I"), qid.encode())
             self.assertEqual(int(fields.get("Z", b"-1")), len(body), "%s: Z" % qid)
             self.assertEqual(int(fields.get("C", b"x"), 16), zlib.crc32(body), "%s: C" % qid)
-            # a deferral since may have rewritten env/ID (attempts, state)
-            with open(os.path.join(d.spool, "env", qid), "rb") as f:
-                self.assertEqual(env_identity(f.read()), env_identity(env),
-                                 "%s: env/%s is not the record's message" % (qid, qid))
         return by_id
 
-    def restart_and_deliver(self, d, sh, sent, acked, segs):
+    def queue_files(self, d, by_id):
+        """What the kill left of each message's queue files, checked against
+        its record; {qid: state}:
+          "files": env/ID and msg/ID; msg/ID is the record's body and env/ID
+                   the record's message (a deferral may have rewritten
+                   attempts and states): env/ID is only ever renamed into
+                   place after msg/ID was written whole;
+          "msg":   msg/ID alone, a prefix of the body (a write of the files
+                   that the kill stopped before the envelope);
+          "none":  held: its files never written."""
+        states = {}
+        for qid, (_t, _id, env, body) in by_id.items():
+            msg = read_or_none(os.path.join(d.spool, "msg", qid))
+            envf = read_or_none(os.path.join(d.spool, "env", qid))
+            if envf is not None:
+                self.assertEqual(msg, body, "%s: env/%s there, msg/%s is not the record's body"
+                                 % (qid, qid, qid))
+                self.assertEqual(env_identity(envf), env_identity(env),
+                                 "%s: env/%s is not the record's message" % (qid, qid))
+                states[qid] = "files"
+            elif msg is not None:
+                self.assertEqual(msg, body[:len(msg)], "%s: msg/%s (%d bytes, no env/) is not "
+                                 "a prefix of the record's body" % (qid, qid, len(msg)))
+                states[qid] = "msg"
+            else:
+                states[qid] = "none"
+        return states
+
+    def expected_rebuilds(self, d, by_id):
+        """The files the replay must write (spool_log_replay.c): msg/ID
+        missing or not the record's body; env/ID missing (one that is there
+        was checked by queue_files and is kept)."""
+        n = 0
+        for qid, (_t, _id, _env, body) in by_id.items():
+            n += read_or_none(os.path.join(d.spool, "msg", qid)) != body
+            n += not os.path.exists(os.path.join(d.spool, "env", qid))
+        return n
+
+    def restart_and_deliver(self, d, sh, sent, acked, segs, by_id=None):
         """Restart with a working relay; every 250'd message delivered
-        exactly once, byte-identical. Returns the replay log match."""
+        exactly once, byte-identical. With by_id, right after the replay
+        every record's message has its files whole (msg/ID its body, env/ID
+        there) unless it was delivered already. Returns the replay log
+        match."""
         mark = d.log_size()
         d.relay = [sh.port]
         d.start()
         m = d.wait_log(REPLAYED_RE, 10, since=mark)
+        for qid, (_t, _id, _env, body) in sorted((by_id or {}).items()):
+            # files first: a removal only follows the delivery's log line
+            whole = (read_or_none(os.path.join(d.spool, "msg", qid)) == body
+                     and os.path.exists(os.path.join(d.spool, "env", qid)))
+            self.assertTrue(whole or d.deliveries(status="sent", qid=qid, since=mark),
+                            "%s: files not restored by the replay, and not delivered" % qid)
         self.assertEqual(set(d.spool_entries("log")) & set(segs), set(),
                          "replayed segments still in log/")
         harness.wait_for(lambda: len({msg.data for msg in sh.messages()}) >= len(sent), 60,
@@ -314,47 +350,98 @@ class GroupCommit(OutboxTestCase):
     def test_kill9_after_last_250_replayed_delivered_once(self):
         """50 messages over 10 concurrent sessions, SIGKILL right after the
         last 250 (nothing delivered): the segment left holds a valid 'A'
-        record per message, equal to its queue files; the restart logs
-        "spool: replayed" with 50 still queued, 0 rebuilt, and each
-        message is delivered exactly once, byte-identical."""
+        record per message, and the queue files the kill left (written by
+        the deferrals; the last messages may still have been held, without
+        files) agree with them; the restart logs "spool: replayed" with 50
+        still queued and exactly the missing or short files rebuilt, and
+        each message is delivered exactly once, byte-identical."""
         sh = self.smarthost()
         d, sent, acked, segs = self.kill_after_250s(sh, 50, 10, "GCK")
-        self.check_segments(d, segs, acked)
-        m = self.restart_and_deliver(d, sh, sent, acked, segs)
+        by_id = self.check_segments(d, segs, acked)
+        states = self.queue_files(d, by_id)
+        rebuilds = self.expected_rebuilds(d, by_id)
+        m = self.restart_and_deliver(d, sh, sent, acked, segs, by_id)
         self.assertEqual(int(m.group(1)), len(segs), m.group(0))
         self.assertEqual(int(m.group(2)), 50, m.group(0))
-        self.assertEqual(int(m.group(3)), 0, m.group(0))
-        print("\n  kill -9: %d segment(s) left (%s bytes); %s"
-              % (len(segs), [s[2] for s in segs.values()], m.group(0)))
+        self.assertEqual(int(m.group(3)), rebuilds, m.group(0))
+        self.assertEqual(int(m.group(4)), 0, m.group(0))
+        print("\n  kill -9: %d segment(s) left (%s bytes); queue files at the kill %s; %s"
+              % (len(segs), [s[2] for s in segs.values()], count_states(states), m.group(0)))
 
     def test_unflushed_queue_files_rebuilt_from_log(self):
-        """As after a power loss, the queue files nobody fsynced are gone or
-        cut short (the records were fsynced): msg/ID removed, msg/ID
-        truncated, env/ID removed, env/ID truncated, both removed. The
-        replay rebuilds them from the records (rebuilt > 0) and every
-        250'd message is delivered exactly once, byte-identical."""
-        sh = self.smarthost()
-        d, sent, acked, segs = self.kill_after_250s(sh, 20, 5, "GCP")
-        self.check_segments(d, segs, acked)
-        ids = sorted(acked.values())
+        """Held messages after a kill -9, and a power loss on top. The fake
+        relay refuses the first MAIL of each connection (451: that message
+        is deferred, its msg/ID written without fsync and its env/ID) and
+        then stalls, so the messages behind it stay held. The first message
+        goes alone and is waited for until deferred; 20 more follow over 5
+        sessions and the daemon is killed right after the last 250: the
+        segment holds a valid record per 250'd message; the held ones have
+        no queue file at all, the deferred ones files that agree with their
+        records. As a power loss may, the msg/ID of the deferred ones (never
+        fsynced) are then removed or cut short (their env/ID was fsynced by
+        the update). At the next start the replay ("spool: replayed")
+        writes every missing or short file from the records (rebuilt =
+        exactly those), right after it each message's files are in place
+        or it is delivered, and every 250'd message is delivered exactly
+        once, byte-identical."""
+        fake = self.fake(STALL_AFTER_ONE, connections=0)
+        d = self.outboxd(relay=[fake.port], tls="none", user=None,
+                         settings={"log": {"level": "info"}})
+        first = marker_message("GCP-first", 400)
+        got = run_sessions(d.port, [[("GCP-first", first)]])
+        self.assertEqual(got[0][1], 250, got)
+        qid0 = harness.queue_id_of(got[0][2])
+        # its update renames env/ID into place after writing msg/ID
+        harness.wait_for(lambda: os.path.exists(os.path.join(d.spool, "env", qid0)), 10,
+                         "GCP-first deferred (env/%s written)" % qid0)
+        sent, acked, segs = self.burst_and_kill(d, 20, 5, "GCP")
+        sent["GCP-first"], acked["GCP-first"] = first, qid0
+        by_id = self.check_segments(d, segs, acked)
+        states = self.queue_files(d, by_id)
+        self.assertEqual(states[qid0], "files", "the first message, deferred: %r" % states)
+        self.assertGreater(count_states(states).get("none", 0), 0,
+                           "no held message without files at the kill: %r" % states)
+        # Deliveries stalled: nothing was delivered, nothing removed.
+        self.assertNotIn(b"DATA", fake.received())
+        fake.stop()
         damage = {}
-        for i, qid in enumerate(ids[:10]):
-            how = ("msg-gone", "msg-cut", "env-gone", "env-cut", "both-gone")[i % 5]
-            msg, env = (os.path.join(d.spool, s, qid) for s in ("msg", "env"))
-            if how in ("msg-gone", "both-gone"):
+        for i, qid in enumerate(sorted(q for q, st in states.items() if st == "files")):
+            msg = os.path.join(d.spool, "msg", qid)
+            if i % 2 == 0:
                 os.unlink(msg)
-            if how in ("env-gone", "both-gone"):
-                os.unlink(env)
-            for kind, path in (("msg", msg), ("env", env)):
-                if how == kind + "-cut":
-                    os.truncate(path, os.path.getsize(path) // 2)
-            damage[qid] = how
-        m = self.restart_and_deliver(d, sh, sent, acked, segs)
-        self.assertEqual(int(m.group(2)), 20, m.group(0))
-        lost = sum(2 if how == "both-gone" else 1 for how in damage.values())
-        self.assertEqual(int(m.group(3)), lost, "rebuilt files: " + m.group(0))
+                damage[qid] = "msg-gone"
+            else:
+                os.truncate(msg, os.path.getsize(msg) // 2)
+                damage[qid] = "msg-cut"
+        rebuilds = self.expected_rebuilds(d, by_id)
+        # both files of each held message, each damaged msg/ID, and the
+        # env/ID (and msg/ID if short) of a write the kill cut
+        cut = sum(1 + (read_or_none(os.path.join(d.spool, "msg", q)) != by_id[q][3])
+                  for q, st in states.items() if st == "msg")
+        self.assertEqual(rebuilds, 2 * count_states(states).get("none", 0) + len(damage) + cut)
+        sh = self.smarthost(mode="plain", auth=None)
+        m = self.restart_and_deliver(d, sh, sent, acked, segs, by_id)
+        self.assertEqual(int(m.group(2)), 21, m.group(0))
+        self.assertEqual(int(m.group(3)), rebuilds, "rebuilt files: " + m.group(0))
+        self.assertEqual(int(m.group(4)), 0, m.group(0))
         self.assertEqual(d.spool_entries("env"), [])
-        print("\n  lost files: %s; %s" % (sorted(set(damage.values())), m.group(0)))
+        print("\n  queue files at the kill %s; damaged %s; %s"
+              % (count_states(states), sorted(damage.values()), m.group(0)))
+
+
+def read_or_none(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def count_states(states):
+    out = {}
+    for st in states.values():
+        out[st] = out.get(st, 0) + 1
+    return out
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ rejection log line (both bare_newline modes), A10 end to end through a
 running daemon (byte-exact, no execve under strace), A22 default listening
 sockets of a running daemon in a private network namespace, and E13 log
 volume under a flood of bad commands."""
+import json
 import os
 import re
 import shutil
@@ -240,13 +241,19 @@ class Listener2(OutboxTestCase):
             qid = harness.queue_id_of(lines[-1])
             self.assertEqual(c.cmd("QUIT")[0], 221)
             c.close()
-            # stored unchanged (nothing listens on the relay port yet)
-            with open(os.path.join(d.spool, "env", qid), "rb") as f:
-                env = f.read()
+            # stored unchanged (nothing listens on the relay port yet): in
+            # the envelope the spool holds, and in the daemon's queue
+            where, env = self.stored_envelope(d, qid)
             for rcpt in (SHELL_RCPT, PAIR_RCPT):
                 # a recipient record is R<length>:<bytes>
                 record = b"\nR%d:%s\n" % (len(rcpt), rcpt.encode())
-                self.assertIn(record, env, "%s not stored as is: %r" % (rcpt, env))
+                self.assertIn(record, env, "%s not stored as is in %s: %r" % (rcpt, where, env))
+            res = harness.run_cmd([harness.cli_path(), "queue", "show", qid, "--json",
+                                   "-c", d.config_path])
+            self.assertEqual(res.returncode, 0, res.stderr)
+            shown = json.loads(res.stdout)
+            self.assertEqual([r["address"] for r in shown["recipients"]],
+                             [SHELL_RCPT, PAIR_RCPT], res.stdout)
             sh = self.smarthost(port=port)
             msgs = sh.wait_messages(1, 20)
             d.wait_log(r"%s: to=<%s>.*status=sent" % (qid, re.escape(PAIR_RCPT)), 10)
@@ -271,6 +278,22 @@ class Listener2(OutboxTestCase):
         # the trace covered the delivery: outboxd's connect to the relay port
         self.assertRegex(traced, r"connect\(.*htons\(%d\)" % port,
                          "strace did not see the delivery:\n" + traced[:2000])
+
+    def stored_envelope(self, d, qid):
+        """(where, bytes) of qid's envelope as the spool holds it: the one
+        in its 'A' record in the intake log (what the 250 stood for: a
+        message committed through the log is held, its queue files written
+        only when needed), or env/ID once that segment is retired (its
+        files are written before the segment is unlinked, so log/ is read
+        first) or a deferral has written it."""
+        for kind, rid, env, _body, seg in harness.spool_log_records(d.spool):
+            if kind == "A" and rid == qid:
+                return "log/" + seg, env
+        try:
+            with open(os.path.join(d.spool, "env", qid), "rb") as f:
+                return "env/" + qid, f.read()
+        except FileNotFoundError:
+            self.fail("%s: no 'A' record in log/ and no env/%s" % (qid, qid))
 
     def _strace_attached(self, pid):
         """Whether every thread of pid has a tracer."""

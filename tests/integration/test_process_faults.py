@@ -62,6 +62,12 @@ def envelope_rcpts(data):
     return rcpts
 
 
+def envelope_body_sum(data):
+    """(Z, C) of an envelope: the body's size and CRC-32 it describes."""
+    fields = dict(decode_envelope(data))
+    return int(fields["Z"]), int(fields["C"], 16)
+
+
 def sendmail_env(config):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
     # LeakSanitizer cannot run under ptrace (strace): leaks are checked by
@@ -211,22 +217,56 @@ class ProcessFaults(OutboxTestCase):
         return pool
 
     def assert_env_intact(self, d, qid, want):
-        """env/<qid> decodes (order, CRC, end) and has want's states."""
+        """After a failed update the message's state on disk is complete and
+        the old one. A message committed through the intake log may still
+        be held (its log record the only copy on disk; an update first
+        writes msg/ID, so msg/ID may be there without env/ID), or have its
+        files already (a segment retire wrote them). So: its 'A' record in
+        log/, while the segment is there, and env/ID, when it exists, each
+        decode (order, CRC, end) with want's states and describe the same
+        body; at least one of them is there; env/ID never stands without
+        msg/ID. Returns "held" (no env/ID) or "files"."""
+        # log/ first: a retire writes env/ID before it unlinks the segment,
+        # so a record gone from log/ means env/ID is there when read next.
+        recs = [r for r in harness.spool_log_records(d.spool) if r[1] == qid]
+        self.assertTrue(all(r[0] == "A" for r in recs), "records of %s: %r" % (qid, recs))
+        self.assertLessEqual(len(recs), 1, "two 'A' records for %s" % qid)
+        for _t, _id, env, body, _seg in recs:
+            try:
+                states = envelope_rcpts(env)
+            except (AssertionError, ValueError) as e:
+                self.fail("the log record of %s does not decode: %s" % (qid, e))
+            self.assertEqual(states, want, "the log record's states")
+            self.assertEqual(envelope_body_sum(env), (len(body), zlib.crc32(body)),
+                             "the log record's Z/C do not describe its body")
         path = os.path.join(d.spool, "env", qid)
-        with open(path, "rb") as f:
-            data = f.read()
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = None
+        self.assertTrue(recs or data is not None,
+                        "%s: neither a log record nor env/%s after the failed update" % (qid, qid))
+        if data is None:
+            return "held"
         try:
             states = envelope_rcpts(data)
         except (AssertionError, ValueError) as e:
             self.fail("env/%s unreadable after the failed update: %s" % (qid, e))
         self.assertEqual(states, want, "envelope states after the failed update")
         self.assertTrue(os.path.exists(os.path.join(d.spool, "msg", qid)), "msg/ lost")
-        return data
+        if recs:
+            self.assertEqual(envelope_body_sum(data), envelope_body_sum(recs[0][2]),
+                             "env/%s and the log record describe different bodies" % qid)
+        return "files"
 
     def test_d6_enospc_marking_r1_delivered(self):
         """r1 250, r2 450; ENOSPC at the write of the envelope update
-        (strace -P on tmp/ID.u*): the daemon logs it, stays up; env/ID is
-        the old complete envelope (both pending); after a restart r2 is
+        (strace -P on tmp/ID.u*): the daemon logs it, stays up; the state
+        on disk is the old complete envelope (both pending): env/ID, or the
+        message's log record while it is still held (assert_env_intact;
+        with the 2 s DATA delay the segment's retire has mostly written
+        the files before the update); after a restart r2 is
         delivered and r1 is sent again at worst (once or twice), never lost;
         nothing is left in the spool."""
         require_strace(self)
@@ -253,7 +293,7 @@ class ProcessFaults(OutboxTestCase):
                         "the injected write: %r" % calls)
         time.sleep(0.3)
         self.assertTrue(d.alive(), "daemon died on ENOSPC at the update")
-        self.assert_env_intact(d, qid, {"r1@dest.test": "P", "r2@dest.test": "P"})
+        how = self.assert_env_intact(d, qid, {"r1@dest.test": "P", "r2@dest.test": "P"})
         self.assertEqual([n for n in d.spool_entries("tmp")], [], "temp file left")
         n_before = len(sh.messages())
         d.restart()
@@ -267,40 +307,65 @@ class ProcessFaults(OutboxTestCase):
             self.assertEqual(m.body(), data)
         self.assertEqual(d.spool_entries("msg"), [])
         self.assertEqual(d.spool_entries("corrupt"), [])
-        print("\n  D6 ENOSPC: %d messages before restart, r1 sent %d time(s), r2 %d"
-              % (n_before, r1, r2))
+        print("\n  D6 ENOSPC: after it the message was %s; %d messages before restart, "
+              "r1 sent %d time(s), r2 %d" % (how, n_before, r1, r2))
 
     def test_d6_eio_on_envelope_rename_next_retry(self):
         """r1 250, r2 450; EIO at the rename of the updated envelope into
-        env/ (the write of the next-retry time): logged, daemon up, env/ID
-        still the complete old one; the retry (from memory) sends r2 only:
-        r1 is not sent twice, and the entry is removed at the end."""
+        env/ (the write of the next-retry time) of a message still held
+        (committed through the intake log only: this first update writes
+        msg/ID, then tmp/ID.uN, and renames it): logged, daemon up, the
+        message's state on disk still the complete old one (its log
+        record, and env/ID if a retire wrote it since); the retry (from
+        memory) sends r2 only: r1 is not sent twice, and the entry is
+        removed at the end with no file left in msg/, env/ or tmp/.
+
+        strace is attached before the submission: a held message's commit
+        renames nothing into env/, and its update comes within
+        milliseconds, long before the idle seal retires the segment (1-2
+        s), whose write of the held message's files renames tmp/ID.env
+        into env/ and would otherwise take the injection."""
         require_strace(self)
-        sh = self.smarthost(rcpt_reply=["1:r2@dest.test=450 4.2.1 busy"],
-                            extra=["--data-delay", "2"])
+        sh = self.smarthost(rcpt_reply=["1:r2@dest.test=450 4.2.1 busy"])
         d = self.d6_daemon(sh, "3s")
-        qid, data = self.d6_submit(d, "D6-EIO")
         spool = os.path.realpath(d.spool)
-        sh_wait_data(sh, 1)
+        pool = harness.wait_for(lambda: [t for t in tasks(d.proc.pid) if t != d.proc.pid],
+                                10, "the libuv pool thread")
         out = os.path.join(self.tmp, "d6b.trace")
-        st = Strace(self.tmp, self.pool_threads(d),
+        st = Strace(self.tmp, pool,
                     ["trace=renameat,renameat2", "inject=renameat:error=EIO:when=1"],
                     paths=[spool + "/env"], follow=True, out=out)
-        m = d.wait_log(r"%s: cannot update the queue file: (.*)" % qid, 15)
-        st.detach()
+        try:
+            qid, data = self.d6_submit(d, "D6-EIO")
+            m = d.wait_log(r"%s: cannot update the queue file: (.*)" % qid, 15)
+        finally:
+            st.detach()
         self.assertRegex(m.group(1), r"(?i)i/o error")
+        d.wait_log(r"%s: spool update failed at rename envelope" % qid, 5)
+        self.assertTrue(d.deliveries(status="sent", rcpt="r1@dest.test", qid=qid))
+        self.assertTrue(d.deliveries(status="deferred", rcpt="r2@dest.test", qid=qid))
         calls = [c for c in parse_trace(out) if c.name.startswith("rename")]
-        self.assertTrue(calls and "EIO" in (calls[0].ret or "") and qid in calls[0].args,
+        # the update's own temporary (tmp/ID.uN), not a retire's tmp/ID.env
+        self.assertTrue(calls and "EIO" in (calls[0].ret or "")
+                        and '"%s.u' % qid in calls[0].args,
                         "the injected rename: %r" % calls)
         self.assertTrue(d.alive())
-        self.assert_env_intact(d, qid, {"r1@dest.test": "P", "r2@dest.test": "P"})
+        how = self.assert_env_intact(d, qid, {"r1@dest.test": "P", "r2@dest.test": "P"})
         d.wait_log(r"%s: to=<r2@dest\.test>,.*status=sent" % qid, 15)
+        d.wait_log(r"%s: removed" % qid, 10)
         harness.wait_for(lambda: not d.queued(), 10, "entry removed")
         msgs = [m for m in sh.messages() if b"D6-EIO" in m.data]
         self.assertEqual([m.rcpt_tos for m in msgs], [["r1@dest.test"], ["r2@dest.test"]])
-        self.assertEqual(d.spool_entries("tmp"), [])
-        print("\n  D6 EIO at rename: %d upstream transactions %r"
-              % (len(msgs), [m.rcpt_tos for m in msgs]))
+        for m in msgs:
+            self.assertEqual(m.body(), data)
+        left = lambda: {s: d.spool_entries(s) for s in ("msg", "env", "tmp")  # noqa: E731
+                        if d.spool_entries(s)}
+        try:
+            harness.wait_for(lambda: not left(), 5, "msg/ env/ tmp/ empty")
+        except harness.HarnessError:
+            self.fail("files left in the spool after the removal: %r" % left())
+        print("\n  D6 EIO at rename: right after it the message was %s; %d upstream "
+              "transactions %r" % (how, len(msgs), [m.rcpt_tos for m in msgs]))
 
     # ------------------------------------------------------------ D12
     def test_d12_error_logged_once_per_interval(self):

@@ -29,6 +29,16 @@ def token_of(msg):
     return m.group(1).decode() if m else None
 
 
+def fake_closed(fake):
+    """Whether the fake SMTP peer has closed its (first) connection: the
+    "closed" line of its transcript, written once the socket is closed."""
+    try:
+        with open(fake.transcript_path, encoding="utf-8", errors="replace") as f:
+            return re.search(r"(?m)^1 closed", f.read()) is not None
+    except FileNotFoundError:
+        return False
+
+
 class QueueCli(OutboxTestCase):
 
     # -- helpers
@@ -195,15 +205,51 @@ class QueueCli(OutboxTestCase):
         self.assertEqual([(m["id"], m["busy"]) for m in lst], [(a, True)])
         self.assertRegex(self.q(d).stdout, r"(?m)^%s\*" % a)
         self.assertIn("being delivered", self.q(d, "show", a).stdout)
+        mark = d.mark()
         r = self.q(d, "delete", a, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout), {"ok": True, "id": a, "deferred": True})
-        # Gone from the list at once, from the spool when the delivery ends.
+        d.wait_log(r"%s: deleted by outbox queue$" % a, 5, since=mark)
+        # Gone from the list at once (queued() is the daemon's list too)...
         self.assertEqual(self.q_json(d, "list"), [])
         self.assertEqual(self.q(d, "delete", a).returncode, 1)
-        self.assertIn(a, d.queued())
-        harness.wait_for(lambda: not d.queued(), 15, "deleted message removed from env/")
+        self.assertNotIn(a, d.queued())
+        # ...but removed from the spool ("ID: removed", logged when the
+        # spool's removal is done) only once the delivery has given the
+        # message back, i.e. after the fake closed its connection. Each
+        # round reads the daemon's log before the fake's transcript, so a
+        # "removed" seen while the transcript has no "closed" yet happened
+        # while the connection was still open.
+        removed = re.compile(r"^.*: %s: removed$" % a, re.M)
+        seen_open = 0
+        deadline = time.monotonic() + harness.scaled(20)
+        for _ in range(1000):
+            was_removed = removed.search(d.log_text(mark)) is not None
+            closed = fake_closed(fake)
+            self.assertFalse(was_removed and not closed,
+                             "%s removed while its delivery still held it" % a)
+            if closed:
+                break
+            seen_open += 1
+            self.assertLess(time.monotonic(), deadline, "the fake never closed")
+            time.sleep(0.1)
+        self.assertGreater(seen_open, 0, "the delivery ended before the delete was checked")
+        d.wait_log(r"%s: removed$" % a, 15, since=mark)
+        # and in the daemon's own order: the delivery's end (its result for
+        # the recipient, here the lost connection) before the removal
+        text = d.log_text(mark)
+        ended = re.search(r"%s: to=<rcpt@dest\.test>,.*status=" % a, text)
+        self.assertIsNotNone(ended, "no delivery result for %s" % a)
+        self.assertLess(ended.start(), removed.search(text).start(),
+                        "%s removed before its delivery ended" % a)
         self.assertNotIn(b"DATA", fake.received())
+        self.assertNotIn(a, d.queued())
+        # Nothing of it on disk, not even once a clean stop has written the
+        # files of every message still held in memory.
+        d.stop()
+        for sub in ("env", "msg", "tmp"):
+            self.assertEqual(d.spool_entries(sub), [], "%s/ after the stop" % sub)
+        self.assertEqual(d.queued(), [])
 
     def test_list_streams_many_messages(self):
         n = 300  # more than one LIST batch (256) and chunk (64 KiB)

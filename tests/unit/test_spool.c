@@ -22,116 +22,17 @@
 
 #include <uv.h>
 
-#include "check.h"
+#include "spool_fixture.h"
 #include "outbox/crc32.h"
 #include "outbox/envelope.h"
 #include "outbox/log.h"
 #include "outbox/spool.h"
 #include "outbox/spool_log.h"
 
-static char root[64];
-static uv_loop_t loop;
-
-struct waiter {
-	int calls;
-	int status;
-};
-
-static void
-on_done(void *arg, int status)
-{
-	struct waiter *w = arg;
-	w->calls++;
-	w->status = status;
-}
-
 static void
 on_never(void *arg, int status)
 {
 	CHECK_FAIL("callback after abort (status %d)", status);
-}
-
-/* Run the loop until w has been called (bounded). */
-static void
-wait_for(struct waiter *w)
-{
-	for (int i = 0; i < 1000 && w->calls == 0; i++)
-		uv_run(&loop, UV_RUN_ONCE);
-	CHECK_EQ(1, w->calls);
-}
-
-static void
-drain(struct spool *sp)
-{
-	for (int i = 0; i < 1000 && spool_pending(sp) > 0; i++)
-		uv_run(&loop, UV_RUN_ONCE);
-	CHECK_EQ(0, spool_pending(sp));
-}
-
-static void
-path_of(char *out, size_t size, const char *sub, const char *name)
-{
-	snprintf(out, size, "%s/%s/%s", root, sub, name);
-}
-
-static int
-count_entries(const char *sub)
-{
-	char p[256];
-	snprintf(p, sizeof(p), "%s/%s", root, sub);
-	DIR *d = opendir(p);
-	CHECK(d != NULL);
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			n++;
-	closedir(d);
-	return n;
-}
-
-static bool
-exists(const char *sub, const char *name)
-{
-	char p[256];
-	struct stat st;
-	path_of(p, sizeof(p), sub, name);
-	return lstat(p, &st) == 0;
-}
-
-/* Read a whole file into a heap buffer; *n gets its size. */
-static char *
-slurp(const char *sub, const char *name, size_t *n)
-{
-	char p[256];
-	path_of(p, sizeof(p), sub, name);
-	FILE *f = fopen(p, "rb");
-	CHECK(f != NULL);
-	char *data = malloc(1 << 20);
-	*n = fread(data, 1, 1 << 20, f);
-	fclose(f);
-	return data;
-}
-
-static void
-plant(const char *sub, const char *name, const void *data, size_t n)
-{
-	char p[256];
-	path_of(p, sizeof(p), sub, name);
-	FILE *f = fopen(p, "wb");
-	CHECK(f != NULL);
-	CHECK_EQ(n, fwrite(data, 1, n, f));
-	CHECK_EQ(0, fclose(f));
-}
-
-static void
-make_env(struct envelope *e, const char *rcpt)
-{
-	envelope_init(e);
-	e->sender = strdup("alice@example.org");
-	e->arrival = 1700000000;
-	snprintf(e->client, sizeof(e->client), "[127.0.0.1]:1234");
-	CHECK_EQ(0, envelope_add_rcpt(e, rcpt));
 }
 
 /* A full commit through the API; returns the id in id. */
@@ -638,12 +539,6 @@ test_write_failure(struct spool *sp)
 	signal(SIGXFSZ, SIG_DFL);
 }
 
-static int
-rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(p);
-}
-
 /*
  * spool_tx_hold: chunks kept in memory are the body, written once by the
  * commit straight into msg/ (no tmp/ file ever); past the log's limit
@@ -674,7 +569,27 @@ test_hold(struct spool *sp)
 		 sum_crc);
 	wait_for(&w);
 	CHECK_EQ(0, w.status);
+	/* Committed whole from memory: held, its log record its only copy
+	 * on disk; the body is read from memory (test_spool_held.c). */
+	CHECK(!exists("msg", id) && !exists("env", id));
+	const char *body;
 	size_t n;
+	struct spool_held *h = spool_held_get(sp, id, &body, &n);
+	CHECK(h != NULL);
+	CHECK_EQ(27, n);
+	CHECK_MEM_EQ("Subject: held\r\n\r\none\r\ntwo\r\n", body, 27);
+	spool_held_put(h);
+	/* An update writes the message file, then the new envelope. */
+	make_env(&e, "carol@example.net");
+	memcpy(e.id, id, ID_SIZE);
+	e.msg_size = sum_size;
+	e.msg_crc = sum_crc;
+	w.calls = 0;
+	CHECK_EQ(0, spool_env_update(sp, &e, on_done, &w));
+	envelope_free(&e);
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	CHECK(spool_held_get(sp, id, &body, &n) == NULL);
 	char *msg = slurp("msg", id, &n);
 	CHECK_EQ(27, n);
 	CHECK_MEM_EQ("Subject: held\r\n\r\none\r\ntwo\r\n", msg, 27);
@@ -683,6 +598,7 @@ test_hold(struct spool *sp)
 	CHECK_EQ(27, e.msg_size);
 	CHECK_EQ(crc32_update(0, "Subject: held\r\n\r\none\r\ntwo\r\n", 27),
 		 e.msg_crc);
+	CHECK_STR_EQ("carol@example.net", e.rcpts[0].addr);
 	envelope_free(&e);
 
 	/* Over the limit: refused, and the file gets held bytes first. */
