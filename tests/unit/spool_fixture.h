@@ -20,6 +20,7 @@
 
 #include "check.h"
 #include "outbox/envelope.h"
+#include "outbox/log.h"
 #include "outbox/spool.h"
 
 static char root[64];
@@ -123,6 +124,17 @@ make_env(struct envelope *e, const char *rcpt)
 	e->arrival = 1700000000;
 	snprintf(e->client, sizeof(e->client), "[127.0.0.1]:1234");
 	CHECK_EQ(0, envelope_add_rcpt(e, rcpt));
+}
+
+/* A test's start: its log lines on stderr under its name, and root a
+ * fresh directory /tmp/outbox-<what>-XXXXXX (the loop is the caller's to
+ * initialise: a test may fork first). */
+static inline void
+fixture_start(const char *name, const char *what)
+{
+	log_init(name, LOG_TO_STDERR, LOG_LVL_INFO);
+	snprintf(root, sizeof(root), "/tmp/outbox-%s-XXXXXX", what);
+	CHECK(mkdtemp(root) != NULL);
 }
 
 /* nftw callback: remove everything under root at the end. */

@@ -747,9 +747,7 @@ main(void)
 	struct spool *sp;
 	char err[256];
 	char dir[128];
-	log_init("test_spool", LOG_TO_STDERR, LOG_LVL_INFO);
-	snprintf(root, sizeof(root), "/tmp/outbox-spool-XXXXXX");
-	CHECK(mkdtemp(root) != NULL);
+	fixture_start("test_spool", "spool");
 	/* The spool directory itself is created by spool_open. */
 	snprintf(dir, sizeof(dir), "%s", root);
 	CHECK_EQ(0, uv_loop_init(&loop));

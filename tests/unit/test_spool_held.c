@@ -336,9 +336,7 @@ main(void)
 {
 	struct spool *sp;
 	char err[256];
-	log_init("test_spool_held", LOG_TO_STDERR, LOG_LVL_INFO);
-	snprintf(root, sizeof(root), "/tmp/outbox-held-XXXXXX");
-	CHECK(mkdtemp(root) != NULL);
+	fixture_start("test_spool_held", "held");
 	test_crash(root);
 
 	CHECK_EQ(0, spool_open(&loop, root, &sp, err, sizeof(err)));

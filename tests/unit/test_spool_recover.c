@@ -518,9 +518,7 @@ main(void)
 {
 	struct spool *sp;
 	char err[256];
-	log_init("test_spool_recover", LOG_TO_STDERR, LOG_LVL_INFO);
-	snprintf(root, sizeof(root), "/tmp/outbox-recover-XXXXXX");
-	CHECK(mkdtemp(root) != NULL);
+	fixture_start("test_spool_recover", "recover");
 	CHECK_EQ(0, uv_loop_init(&loop));
 	CHECK_EQ(0, spool_open(&loop, root, &sp, err, sizeof(err)));
 	unsigned char *hits = malloc(NBIG);
