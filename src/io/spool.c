@@ -53,7 +53,6 @@ static const char *const spool_sub_names[SPOOL_NSUB] = {
 	[SPOOL_SPARE] = "spare",
 };
 
-/* One update or remove. */
 static void spool_removals_run(struct spool *sp, struct spool_link *run);
 static void spool_removals_report(struct spool *sp, struct spool_link *item);
 
@@ -138,6 +137,25 @@ spool_write_file(struct spool *sp, int dfd, const char *name,
 	}
 	if (rc != 0)
 		unlinkat(dfd, name, 0);
+	return rc;
+}
+
+int
+spool_install_env(struct spool *sp, const char *tmpname, const char *id,
+		  const struct buf *env, bool sync, unsigned *mark,
+		  const char **step)
+{
+	int rc = spool_write_file(sp, sp->sub[SPOOL_TMP], tmpname, env, sync,
+				  step);
+	if (rc != 0)
+		return rc;
+	*step = "rename envelope";
+	if (mark != NULL)
+		*mark = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
+	rc = renameat(sp->sub[SPOOL_TMP], tmpname, sp->sub[SPOOL_ENV], id) == 0
+		     ? 0 : -errno;
+	if (rc != 0)
+		unlinkat(sp->sub[SPOOL_TMP], tmpname, 0);
 	return rc;
 }
 
@@ -668,17 +686,9 @@ spool_tx_install_env(struct spool_tx *tx, bool sync)
 	struct spool *sp = tx->sp;
 	char envtmp[SPOOL_TMP_NAME_MAX];
 	snprintf(envtmp, sizeof(envtmp), "%s.env", tx->id);
-	int rc = spool_write_file(sp, sp->sub[SPOOL_TMP], envtmp, &tx->env,
-				  sync, &tx->step);
-	if (rc != 0)
-		return rc;
-	tx->step = "rename envelope";
-	tx->mark[SPOOL_ENV] = dir_sync_mark(&sp->dsync[SPOOL_ENV]);
-	rc = renameat(sp->sub[SPOOL_TMP], envtmp, sp->sub[SPOOL_ENV],
-		      tx->id) == 0 ? 0 : -errno;
+	int rc = spool_install_env(sp, envtmp, tx->id, &tx->env, sync,
+				   &tx->mark[SPOOL_ENV], &tx->step);
 	tx->env_in = rc == 0;
-	if (rc != 0)
-		unlinkat(sp->sub[SPOOL_TMP], envtmp, 0);
 	return rc;
 }
 
@@ -863,7 +873,6 @@ spool_tx_abort(struct spool_tx *tx)
 /* Envelope update and removal                                        */
 /* ------------------------------------------------------------------ */
 
-/* Loop: call op back and free it. */
 static void
 spool_op_free(struct spool_op *op)
 {
@@ -924,15 +933,8 @@ spool_update_work(uv_work_t *w)
 	if (op->held != NULL)
 		rc = spool_held_write(sp, op->held, false, &op->step);
 	if (rc == 0)
-		rc = spool_write_file(sp, sp->sub[SPOOL_TMP], op->tmpname,
-				      &op->env, true, &op->step);
-	if (rc == 0) {
-		op->step = "rename envelope";
-		rc = renameat(sp->sub[SPOOL_TMP], op->tmpname,
-			      sp->sub[SPOOL_ENV], op->id) == 0 ? 0 : -errno;
-		if (rc != 0)
-			unlinkat(sp->sub[SPOOL_TMP], op->tmpname, 0);
-	}
+		rc = spool_install_env(sp, op->tmpname, op->id, &op->env, true,
+				       NULL, &op->step);
 	if (rc == 0) {
 		op->step = "fsync env/";
 		rc = dir_sync(&sp->dsync[SPOOL_ENV], sp->sub[SPOOL_ENV], mark);

@@ -257,15 +257,7 @@ spool_held_write(struct spool *sp, struct spool_held *h, bool with_env,
 		return rc;
 	char tmp[SPOOL_TMP_NAME_MAX];
 	snprintf(tmp, sizeof(tmp), "%s.env", h->id);
-	rc = spool_write_file(sp, sp->sub[SPOOL_TMP], tmp, &h->env, false,
-			      step);
-	if (rc == 0) {
-		*step = "rename envelope";
-		rc = renameat(sp->sub[SPOOL_TMP], tmp, sp->sub[SPOOL_ENV],
-			      h->id) == 0 ? 0 : -errno;
-		if (rc != 0)
-			unlinkat(sp->sub[SPOOL_TMP], tmp, 0);
-	}
+	rc = spool_install_env(sp, tmp, h->id, &h->env, false, NULL, step);
 	if (rc != 0)
 		unlinkat(sp->sub[SPOOL_MSG], h->id, 0);
 	return rc;
@@ -347,7 +339,6 @@ spool_held_block_retire(struct spool *sp, uint64_t seq)
 bool
 spool_held_route(struct spool *sp, struct spool_held *h, struct spool_op *op)
 {
-	(void)sp;
 	if (h->writing) {
 		/* After the write in flight, in the order they came. */
 		struct spool_op **pp = &h->after;

@@ -179,6 +179,12 @@ struct spool_op {
 int spool_close_fd(int *fd);
 int spool_write_file(struct spool *sp, int dfd, const char *name,
 		     const struct buf *b, bool sync, const char **step);
+/* env into tmp/tmpname (fsynced if sync), renamed to env/id; *mark (if
+ * not NULL) taken just before the rename. On failure no temporary file
+ * is left and *step says where. 0 or -errno. */
+int spool_install_env(struct spool *sp, const char *tmpname, const char *id,
+		      const struct buf *env, bool sync, unsigned *mark,
+		      const char **step);
 void spool_log_failure(const char *id, const char *what, const char *step,
 		       int err);
 int spool_queue(struct spool *sp, uv_work_t *work, uv_work_cb fn,
@@ -243,8 +249,9 @@ void spool_held_unref(struct spool_held *h);
  * follows when it ends. */
 bool spool_held_block_retire(struct spool *sp, uint64_t seq);
 /* op (an update or removal of h's message) runs now or after h's write:
- * true if it was taken (to run later or as a held op), false to run it
- * the usual way. */
+ * true if it waits for that write (spool_held_written relaunches it);
+ * false to run it now, the usual way, with op->held set (an update
+ * writes msg/ID first; a removal appends only its 'D' record). */
 bool spool_held_route(struct spool *sp, struct spool_held *h,
 		      struct spool_op *op);
 /* Thread pool: write msg/ID, and env/ID as committed if with_env (not

@@ -147,4 +147,15 @@ rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 	return remove(p);
 }
 
+/* A test's end, its spools closed: the loop closes with nothing left on
+ * it, and root goes. */
+static inline void
+fixture_finish(void)
+{
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_EQ(0, uv_loop_close(&loop));
+	uv_library_shutdown();
+	CHECK_EQ(0, nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS));
+}
+
 #endif

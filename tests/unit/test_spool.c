@@ -791,9 +791,6 @@ main(void)
 	test_restart_sees_update(dir, good);
 	test_recover(dir, good);
 
-	uv_run(&loop, UV_RUN_DEFAULT);
-	CHECK_EQ(0, uv_loop_close(&loop));
-	uv_library_shutdown();
-	CHECK_EQ(0, nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS));
+	fixture_finish();
 	CHECK_DONE();
 }

@@ -378,9 +378,6 @@ main(void)
 	drain(sp);
 	spool_close(sp);
 
-	uv_run(&loop, UV_RUN_DEFAULT);
-	CHECK_EQ(0, uv_loop_close(&loop));
-	uv_library_shutdown();
-	CHECK_EQ(0, nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS));
+	fixture_finish();
 	CHECK_DONE();
 }
