@@ -70,8 +70,10 @@ int spool_log_done(struct spool_log *lg, const char *id);
 uint64_t spool_log_retire_take(struct spool_log *lg);
 /* Loop thread: the number retire_take would return now, not taken. */
 uint64_t spool_log_retire_peek(struct spool_log *lg);
+/* Sealed segments not yet retired. */
+unsigned spool_log_sealed(struct spool_log *lg);
 /* Pool thread: make the taken segment's surviving messages durable on
- * their own and unlink it. 0 or -errno (the segment then stays on disk
+ * their own and recycle or unlink it. 0 or -errno (the segment then stays on disk
  * for the next start-up's replay). */
 int spool_log_retire(struct spool_log *lg, uint64_t seq, int msgfd,
 		     int envfd);

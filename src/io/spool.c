@@ -420,16 +420,28 @@ spool_retire_done(uv_work_t *w, int status)
 	spool_retire_kick(sp);
 }
 
-/* Loop thread, after each commit or removal: retire a sealed segment
- * nobody waits on any more, one at a time. */
-void
-spool_retire_kick(struct spool *sp)
+/*
+ * A retire waits for the delivery of its segment's held messages: most
+ * are delivered in milliseconds, while a segment of 100 KiB messages
+ * fills in 40, and a retire as soon as one was sealed wrote files for
+ * most of its messages (every one a spill, at 100 KiB c=10). Their
+ * files are written instead when it has waited a whole tick (a message
+ * stuck in a slow delivery, or deferred) or when more than
+ * SPOOL_RETIRE_WAIT segments are sealed (32 MiB of log on disk; the
+ * held bodies' own budget is the same size).
+ */
+static void
+spool_retire_start(struct spool *sp, bool tick)
 {
 	if (sp->log == NULL || sp->retire_seq != 0)
 		return;
-	/* Its messages still held get their files first (they kick). */
 	uint64_t next = spool_log_retire_peek(sp->log);
-	if (next == 0 || spool_held_block_retire(sp, next))
+	bool spill = (tick && next != 0 && next == sp->retire_waits) ||
+		     spool_log_sealed(sp->log) > SPOOL_RETIRE_WAIT;
+	if (tick)
+		sp->retire_waits = next;
+	/* Past the wait, its held messages get their files (that kicks). */
+	if (next == 0 || spool_held_block_retire(sp, next, spill))
 		return;
 	uint64_t seq = spool_log_retire_take(sp->log);
 	if (seq == 0)
@@ -443,6 +455,14 @@ spool_retire_kick(struct spool *sp)
 	}
 }
 
+/* Loop thread, after each commit or removal: retire a sealed segment
+ * nobody waits on any more, one at a time. */
+void
+spool_retire_kick(struct spool *sp)
+{
+	spool_retire_start(sp, false);
+}
+
 bool
 spool_tick(struct spool *sp)
 {
@@ -451,7 +471,7 @@ spool_tick(struct spool *sp)
 	/* A failed write of held messages is tried again once a tick. */
 	sp->held.blocked = false;
 	bool sealed = spool_log_seal_idle(sp->log);
-	spool_retire_kick(sp);
+	spool_retire_start(sp, true);
 	return sealed;
 }
 

@@ -314,12 +314,12 @@ held_spill_report(struct spool *sp, struct spool_link *item)
 }
 
 bool
-spool_held_block_retire(struct spool *sp, uint64_t seq)
+spool_held_block_retire(struct spool *sp, uint64_t seq, bool spill)
 {
 	struct spool_held_table *t = &sp->held;
 	if (t->oldest == NULL || t->oldest->seg > seq)
 		return false;
-	if (t->blocked)
+	if (t->blocked || !spill)
 		return true;
 	for (struct spool_held *h = t->oldest; h != NULL && h->seg <= seq;
 	     h = h->next) {

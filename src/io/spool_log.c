@@ -7,12 +7,12 @@
  *	append), sealing, and retiring sealed segments oldest first.
  *
  *	Appends go through pwritev at the segment's end offset under lg->mu,
- *	so records never interleave, into zeros written ahead of them
- *	(log_zero_ahead). A failed or short write truncates the
- *	segment back and seals it, so a torn record can only ever be the
- *	last bytes of a segment. A failed fsync seals it too: it is never
- *	fsynced again (fsyncgate), and its good records become durable on
- *	their own when it is retired.
+ *	so records never interleave; each record is stamped there with the
+ *	segment's number. A failed or short write truncates the segment
+ *	back and seals it, so a torn record can only ever be the last bytes
+ *	of a segment. A failed fsync seals it too: it is never fsynced
+ *	again (fsyncgate), and its good records become durable on their own
+ *	when it is retired. Retired segments are recycled (below).
  *
  *	Ownership: lg owns its segments; a segment leaves the sealed list
  *	only in spool_log_retired (loop thread), after its retire work ended
@@ -37,12 +37,33 @@
 #include "outbox/spool_record.h"
 #include "spool_log_priv.h"
 
+/*
+ * Recycling. A retired segment is renamed to its name + ".free" instead
+ * of unlinked, and the next segment is such a file renamed, not a new
+ * one: appends then overwrite blocks the file already has, so the fsync
+ * that makes a record durable writes the record alone, neither new
+ * extents nor the inode's size, and a `discard` mount trims nothing.
+ * The zeros written ahead of a new segment's records are flushed by the
+ * fsyncs before the records land on them, so a new segment costs every
+ * byte twice; a recycled one, once. On the bench machine (ext4 without
+ * a journal, virtio): 100 KiB records 10 to an fsync, 500 MB/s into
+ * zeros ahead, 1,000 MB/s into a recycled file; 1.5 KB ones, 0.16 ms an
+ * fsync either way.
+ *
+ * A recycled file still holds its earlier lives' records past the new
+ * ones, whole, with good CRCs. Each record carries the number of its
+ * segment (spool_record.h), so a reader stops there: numbers only count
+ * up, from the highest in log/ at start, ".free" names included. The
+ * start-up replay recycles the segments it read as well, but for those
+ * of an older outboxd, whose records carry no number.
+ */
+
 struct log_seg {
 	struct log_seg *next;   /* sealed list, oldest first */
 	uint64_t seq;
 	int fd;
 	uint64_t end;           /* where the next record goes */
-	uint64_t zeroed;        /* zeros written up to here (log_zero_ahead) */
+	uint64_t filled;        /* the file's bytes: zeros ahead, or past */
 	unsigned refs;          /* commits that may still wait on its fsync */
 	bool sealed;            /* no more appends */
 	bool retiring;
@@ -59,6 +80,8 @@ struct spool_log {
 	bool retire_broken;      /* a retire failed: keep the rest for replay */
 	uint64_t syncs_gone;     /* fsyncs of segments already freed */
 	uint64_t idle_seq, idle_end; /* cur as the last idle check saw it */
+	uint64_t free_seq[SPOOL_LOG_FREE_MAX]; /* recycled files, NAME.free */
+	unsigned nfree;
 	int (*fsync_fn)(int fd); /* for new segments; NULL = fsync(2) */
 };
 
@@ -102,6 +125,52 @@ log_seg_free(struct spool_log *lg, struct log_seg *s)
 	free(s);
 }
 
+int
+spool_log_free_parse(const char *name, uint64_t *seq)
+{
+	char seg[17];
+	size_t n = strlen(name);
+	if (n != 16 + strlen(SPOOL_LOG_FREE_SUFFIX) ||
+	    strcmp(name + 16, SPOOL_LOG_FREE_SUFFIX) != 0)
+		return -EINVAL;
+	memcpy(seg, name, 16);
+	seg[16] = '\0';
+	return spool_log_seg_parse(seg, seq);
+}
+
+int
+spool_log_free_name(char *out, size_t outlen, uint64_t seq)
+{
+	int n = snprintf(out, outlen, "%016" PRIx64 SPOOL_LOG_FREE_SUFFIX,
+			 seq);
+	return n > 0 && (size_t)n < outlen ? 0 : -ENAMETOOLONG;
+}
+
+/* With mu held: a recycled file renamed to log/name, open, or -1;
+ * *size its length. */
+static int
+log_seg_recycle(struct spool_log *lg, const char *name, uint64_t *size)
+{
+	while (lg->nfree > 0) {
+		char old[40];
+		uint64_t seq = lg->free_seq[--lg->nfree];
+		if (spool_log_free_name(old, sizeof(old), seq) != 0 ||
+		    renameat(lg->logfd, old, lg->logfd, name) != 0)
+			continue;
+		int fd = openat(lg->logfd, name, O_RDWR | O_NOFOLLOW |
+						 O_CLOEXEC);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0) {
+			*size = (uint64_t)st.st_size;
+			return fd;
+		}
+		if (fd >= 0)
+			close(fd);
+		unlinkat(lg->logfd, name, 0);
+	}
+	return -1;
+}
+
 /* With mu held. The new segment's name is durable before any record
  * in it can be acknowledged. */
 static int
@@ -119,8 +188,10 @@ log_seg_create(struct spool_log *lg, struct log_seg **out)
 		free(s);
 		return rc < 0 ? rc : -ENOMEM;
 	}
-	s->fd = openat(lg->logfd, name, O_RDWR | O_CREAT | O_EXCL |
-				       O_NOFOLLOW | O_CLOEXEC, 0600);
+	s->fd = log_seg_recycle(lg, name, &s->filled);
+	if (s->fd < 0)
+		s->fd = openat(lg->logfd, name, O_RDWR | O_CREAT | O_EXCL |
+						O_NOFOLLOW | O_CLOEXEC, 0600);
 	rc = s->fd >= 0 ? 0 : -errno;
 	if (rc == 0 && fsync(lg->logfd) != 0) {
 		rc = -errno;
@@ -149,16 +220,28 @@ log_seal(struct spool_log *lg, struct log_seg *s)
 	*p = s;
 }
 
-/* The highest segment number in log/, 0 if none. */
+/* The highest number in log/, segments and recycled files, 0 if none;
+ * the recycled files to take, the rest removed. */
 static int
-log_scan_max(int logfd, uint64_t *max)
+log_scan(struct spool_log *lg, uint64_t *max)
 {
-	uint64_t *segs;
-	size_t n;
-	int rc = spool_log_list(logfd, &segs, &n);
+	uint64_t *segs = NULL, *frees = NULL;
+	size_t n = 0, nf = 0;
+	int rc = spool_log_list(lg->logfd, false, &segs, &n);
 	if (rc == 0)
-		*max = n > 0 ? segs[n - 1] : 0;
+		rc = spool_log_list(lg->logfd, true, &frees, &nf);
+	*max = n > 0 ? segs[n - 1] : 0;
+	if (nf > 0 && frees[nf - 1] > *max)
+		*max = frees[nf - 1];
+	for (size_t i = 0; rc == 0 && i < nf; i++) {
+		char name[40];
+		if (lg->nfree < SPOOL_LOG_FREE_MAX)
+			lg->free_seq[lg->nfree++] = frees[i];
+		else if (spool_log_free_name(name, sizeof(name), frees[i]) == 0)
+			unlinkat(lg->logfd, name, 0);
+	}
 	free(segs);
+	free(frees);
 	return rc;
 }
 
@@ -171,7 +254,7 @@ spool_log_new(int logfd, struct spool_log **out)
 		return -ENOMEM;
 	lg->logfd = logfd;
 	uint64_t max = 0;
-	int rc = log_scan_max(logfd, &max);
+	int rc = log_scan(lg, &max);
 	if (rc == 0 && uv_mutex_init(&lg->mu) != 0)
 		rc = -ENOMEM;
 	if (rc != 0) {
@@ -268,8 +351,9 @@ log_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off)
 }
 
 /*
- * Zeros written ahead of the records: an append then lands on blocks the
- * segment already has and leaves its size alone, so the fsync that makes
+ * Zeros written ahead of the records in a new segment (a recycled one
+ * has its past instead): an append then lands on blocks the segment
+ * already has and leaves its size alone, so the fsync that makes
  * it durable writes the data, not the inode's new size and extents (on
  * ext4 without a journal, one 1.4 KB append + fsync: p50 0.53 -> 0.44 ms,
  * p99 1.1 -> 0.68 ms). The step grows with the segment: a segment of one
@@ -280,13 +364,14 @@ log_pwritev_all(int fd, struct iovec *iov, int n, uint64_t off)
 #define LOG_ZERO_MAX (1024u * 1024u)
 static const char log_zeros[LOG_ZERO_MIN];
 
-/* With mu held: zeros past where a record of len bytes will end. Best
- * effort: a failure leaves appends to extend the file as before. */
+/* With mu held: zeros past where a record of len bytes will end, if the
+ * file is not that long yet. Best effort: a failure leaves appends to
+ * extend the file as before. */
 static void
 log_zero_ahead(struct log_seg *s, size_t len)
 {
 	uint64_t from = s->end + len;
-	if (from <= s->zeroed || from >= SPOOL_LOG_SEG_MAX)
+	if (from <= s->filled || from >= SPOOL_LOG_SEG_MAX)
 		return;
 	uint64_t step = s->end < LOG_ZERO_MIN ? LOG_ZERO_MIN
 			: s->end > LOG_ZERO_MAX ? LOG_ZERO_MAX : s->end;
@@ -301,7 +386,26 @@ log_zero_ahead(struct log_seg *s, size_t len)
 		left -= k;
 	}
 	if (log_pwritev_all(s->fd, iov, n, from) == 0)
-		s->zeroed = to;
+		s->filled = to;
+}
+
+/* Stamp each record in iov with the segment's number. Every record
+ * starts an iovec with its whole header, and its payload ends one. */
+static void
+log_stamp(struct iovec *iov, int n, uint64_t seq)
+{
+	int i = 0;
+	while (i < n) {
+		if (iov[i].iov_len < SPOOL_REC_HDR) { /* an empty part */
+			i++;
+			continue;
+		}
+		char *hdr = iov[i].iov_base;
+		uint64_t left = spool_rec_payload_len(hdr);
+		spool_rec_stamp(hdr, seq);
+		for (i++; left > 0 && i < n; i++)
+			left -= left < iov[i].iov_len ? left : iov[i].iov_len;
+	}
 }
 
 /* With mu held: the segment that takes len more bytes. */
@@ -346,14 +450,15 @@ log_append(struct spool_log *lg, struct iovec *iov, int n, size_t len,
 	if (rc == 0) {
 		if (mark != NULL)
 			*mark = m;
+		log_stamp(iov, n, s->seq);
 		log_zero_ahead(s, len);
 		rc = log_pwritev_all(s->fd, iov, n, s->end);
 		if (rc != 0) {
 			/* Keep a torn record from ever sitting between two
-			 * good ones: cut it off (zeros after it too), and
+			 * good ones: cut it off (all after it too), and
 			 * append elsewhere. */
 			(void)ftruncate(s->fd, (off_t)s->end);
-			s->zeroed = s->end;
+			s->filled = s->end;
 			log_seal(lg, s);
 		} else {
 			s->end += len;
@@ -435,6 +540,17 @@ spool_log_retire_peek(struct spool_log *lg)
 	return seq;
 }
 
+unsigned
+spool_log_sealed(struct spool_log *lg)
+{
+	unsigned n = 0;
+	uv_mutex_lock(&lg->mu);
+	for (struct log_seg *s = lg->sealed; s != NULL; s = s->next)
+		n++;
+	uv_mutex_unlock(&lg->mu);
+	return n;
+}
+
 uint64_t
 spool_log_retire_take(struct spool_log *lg)
 {
@@ -461,21 +577,43 @@ log_find_sealed(struct spool_log *lg, uint64_t seq)
 	return s;
 }
 
+/* A retired segment out of the way: recycled while there are fewer
+ * than SPOOL_LOG_FREE_MAX (one retire at a time adds, so the count can
+ * only have dropped by the rename), else removed. */
+static int
+log_seg_drop(struct spool_log *lg, uint64_t seq)
+{
+	char name[32], to[40];
+	int rc = spool_log_seg_name(name, sizeof(name), seq);
+	if (rc == 0)
+		rc = spool_log_free_name(to, sizeof(to), seq);
+	if (rc != 0)
+		return rc;
+	uv_mutex_lock(&lg->mu);
+	bool keep = lg->nfree < SPOOL_LOG_FREE_MAX;
+	uv_mutex_unlock(&lg->mu);
+	if (keep && renameat(lg->logfd, name, lg->logfd, to) == 0) {
+		if (fsync(lg->logfd) != 0)
+			return -errno;
+		uv_mutex_lock(&lg->mu);
+		lg->free_seq[lg->nfree++] = seq;
+		uv_mutex_unlock(&lg->mu);
+		return 0;
+	}
+	if (unlinkat(lg->logfd, name, 0) != 0 || fsync(lg->logfd) != 0)
+		return -errno;
+	return 0;
+}
+
 int
 spool_log_retire(struct spool_log *lg, uint64_t seq, int msgfd, int envfd)
 {
 	struct log_seg *s = log_find_sealed(lg, seq);
 	if (s == NULL || !s->retiring)
 		return -ENOENT;
-	int rc = spool_log_sync_survivors(s->fd, s->end, msgfd, envfd);
-	char name[32];
-	if (rc == 0)
-		rc = spool_log_seg_name(name, sizeof(name), seq);
-	if (rc == 0 && unlinkat(lg->logfd, name, 0) != 0)
-		rc = -errno;
-	if (rc == 0 && fsync(lg->logfd) != 0)
-		rc = -errno;
-	return rc;
+	int rc = spool_log_sync_survivors(s->fd, s->seq, s->end, msgfd,
+					  envfd);
+	return rc == 0 ? log_seg_drop(lg, seq) : rc;
 }
 
 void

@@ -10,16 +10,21 @@
 /* log/ names: 16 lower-case hex digits, never 0. */
 int spool_log_seg_name(char *out, size_t outlen, uint64_t seq);
 int spool_log_seg_parse(const char *name, uint64_t *seq);
-/* The segment numbers in log/, ascending, in a new array *out. */
-int spool_log_list(int logfd, uint64_t **out, size_t *n);
-/* Are p[0..n) all zero: the zeros written ahead of a segment's records,
- * its clean end, not a torn record? */
-bool spool_log_zero_tail(const char *p, size_t n);
+/* Recycled segments (spool_log.c): a segment's name + ".free", at most
+ * SPOOL_LOG_FREE_MAX of them kept. */
+#define SPOOL_LOG_FREE_MAX 2
+#define SPOOL_LOG_FREE_SUFFIX ".free"
+int spool_log_free_name(char *out, size_t outlen, uint64_t seq);
+int spool_log_free_parse(const char *name, uint64_t *seq);
+/* The segment numbers in log/ (recycled files' with frees), ascending,
+ * in a new array *out. */
+int spool_log_list(int logfd, bool frees, uint64_t **out, size_t *n);
 /* The first len bytes of fd into a new heap buffer *out (caller frees). */
 int spool_log_read_seg(int fd, uint64_t len, char **out);
-/* fsync msg/ID and env/ID of every 'A' record in the segment segfd's
- * first end bytes that still has them, then msg/ and env/ themselves;
- * -EBADMSG if a record header is not where one should be. */
-int spool_log_sync_survivors(int segfd, uint64_t end, int msgfd, int envfd);
+/* fsync msg/ID and env/ID of every 'A' record in the first end bytes of
+ * segment seq (open as segfd) that still has them, then msg/ and env/
+ * themselves; -EBADMSG if a record header is not where one should be. */
+int spool_log_sync_survivors(int segfd, uint64_t seq, uint64_t end,
+			     int msgfd, int envfd);
 
 #endif

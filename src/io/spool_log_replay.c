@@ -90,7 +90,8 @@ sync_dirs(int msgfd, int envfd)
  * segment stays for the next start's replay) rather than skip the rest.
  */
 int
-spool_log_sync_survivors(int segfd, uint64_t end, int msgfd, int envfd)
+spool_log_sync_survivors(int segfd, uint64_t seq, uint64_t end, int msgfd,
+			 int envfd)
 {
 	char *win = malloc(SURVIVOR_WINDOW);
 	if (win == NULL)
@@ -110,7 +111,7 @@ spool_log_sync_survivors(int segfd, uint64_t end, int msgfd, int envfd)
 		}
 		struct spool_rec r;
 		size_t at = (size_t)(off - woff);
-		if (spool_rec_parse_header(win + at, wlen - at, &r) != 1 ||
+		if (spool_rec_parse_header(win + at, wlen - at, seq, &r) != 1 ||
 		    r.total > end - off) {
 			rc = -EBADMSG;
 			break;
@@ -138,7 +139,7 @@ u64_cmp(const void *a, const void *b)
 }
 
 int
-spool_log_list(int logfd, uint64_t **out, size_t *nout)
+spool_log_list(int logfd, bool frees, uint64_t **out, size_t *nout)
 {
 	*out = NULL;
 	*nout = 0;
@@ -156,7 +157,8 @@ spool_log_list(int logfd, uint64_t **out, size_t *nout)
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		uint64_t seq;
-		if (spool_log_seg_parse(de->d_name, &seq) != 0)
+		if ((frees ? spool_log_free_parse(de->d_name, &seq)
+			   : spool_log_seg_parse(de->d_name, &seq)) != 0)
 			continue;
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 8;
@@ -205,19 +207,24 @@ replay_read(struct replay *rp, size_t i, char **data, size_t *len)
 	return rc;
 }
 
-bool
-spool_log_zero_tail(const char *p, size_t n)
+/*
+ * Is the tail after a segment's last record, where parsing it gave prc,
+ * a torn record of its own (a header of this segment that is not whole
+ * or not one with its payload)? Zeros are a new file's clean end; the
+ * records of older segments and bytes from the middle of one are a
+ * recycled file's.
+ */
+static bool
+replay_tail_torn(const char *p, size_t n, uint64_t seq, int prc)
 {
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != 0)
-			return false;
-	return true;
+	struct spool_rec r;
+	return prc == 0 ||
+	       (prc == -EBADMSG && spool_rec_parse_header(p, n, seq, &r) == 1);
 }
 
 /*
  * Every valid record of every segment, in order, to fn; stops at the
- * first failure. Counts the segments that end in bytes that are neither
- * a record nor the zeros written ahead of the records (a torn tail) when
+ * first failure. Counts the segments that end in a torn record when
  * count_torn.
  */
 static int
@@ -231,12 +238,14 @@ replay_walk(struct replay *rp, bool count_torn,
 		if (rc != 0)
 			return rc;
 		struct spool_rec r;
-		while (rc == 0 && spool_rec_parse(data + off, len - off, &r) == 1) {
+		int prc = 1;
+		while (rc == 0 && (prc = spool_rec_parse(data + off, len - off,
+							 rp->segs[i], &r)) == 1) {
 			off += r.total;
 			rc = fn(rp, &r);
 		}
 		if (count_torn && rc == 0 && off < len &&
-		    !spool_log_zero_tail(data + off, len - off))
+		    replay_tail_torn(data + off, len - off, rp->segs[i], prc))
 			rp->st->torn++;
 		free(data);
 		if (rc != 0)
@@ -382,6 +391,31 @@ replay_restore(struct replay *rp, const struct spool_rec *r)
 }
 
 /* Removals the crash may have left undone, then the segments. */
+/* A replayed segment out of the way: recycled (spool_log.c) while
+ * fewer than SPOOL_LOG_FREE_MAX are, unless it is an older outboxd's,
+ * else removed. */
+static int
+replay_drop(struct replay *rp, uint64_t seq, size_t *nfree)
+{
+	char name[32], to[40], magic[4] = { 0 };
+	int rc = spool_log_seg_name(name, sizeof(name), seq);
+	if (rc == 0)
+		rc = spool_log_free_name(to, sizeof(to), seq);
+	if (rc != 0)
+		return rc;
+	int fd = openat(rp->logfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	bool old = fd < 0 || pread(fd, magic, sizeof(magic), 0) < 0 ||
+		   spool_rec_v1(magic, sizeof(magic));
+	if (fd >= 0)
+		close(fd);
+	if (!old && *nfree < SPOOL_LOG_FREE_MAX &&
+	    renameat(rp->logfd, name, rp->logfd, to) == 0) {
+		(*nfree)++;
+		return 0;
+	}
+	return unlinkat(rp->logfd, name, 0) == 0 ? 0 : -errno;
+}
+
 static int
 replay_finish(struct replay *rp)
 {
@@ -390,11 +424,13 @@ replay_finish(struct replay *rp)
 		unlinkat(rp->msgfd, rp->done.id[i], 0);
 	}
 	int rc = sync_dirs(rp->msgfd, rp->envfd);
+	size_t nfree = 0;
+	uint64_t *frees = NULL;
+	if (rc == 0 && rp->nsegs > 0)
+		rc = spool_log_list(rp->logfd, true, &frees, &nfree);
+	free(frees);
 	for (size_t i = 0; rc == 0 && i < rp->nsegs; i++) {
-		char name[32];
-		rc = spool_log_seg_name(name, sizeof(name), rp->segs[i]);
-		if (rc == 0 && unlinkat(rp->logfd, name, 0) != 0)
-			rc = -errno;
+		rc = replay_drop(rp, rp->segs[i], &nfree);
 		if (rc == 0)
 			rp->st->segments++;
 	}
@@ -410,7 +446,7 @@ spool_log_replay(int logfd, int tmpfd, int msgfd, int envfd,
 	*st = (struct spool_log_replay_stats){ 0 };
 	struct replay rp = { .logfd = logfd, .tmpfd = tmpfd, .msgfd = msgfd,
 			     .envfd = envfd, .st = st };
-	int rc = spool_log_list(logfd, &rp.segs, &rp.nsegs);
+	int rc = spool_log_list(logfd, false, &rp.segs, &rp.nsegs);
 	if (rc == 0 && rp.nsegs > 0)
 		rc = replay_walk(&rp, true, replay_note_done);
 	spool_ids_sort(&rp.done);
@@ -441,7 +477,7 @@ spool_log_scan(int logfd, int (*fn)(const struct spool_rec *r, void *arg),
 	struct replay rp = { .logfd = logfd, .tmpfd = -1, .msgfd = -1,
 			     .envfd = -1, .st = &st, .scan_fn = fn,
 			     .scan_arg = arg };
-	int rc = spool_log_list(logfd, &rp.segs, &rp.nsegs);
+	int rc = spool_log_list(logfd, false, &rp.segs, &rp.nsegs);
 	if (rc == 0 && rp.nsegs > 0)
 		rc = replay_walk(&rp, false, replay_note_done);
 	spool_ids_sort(&rp.done);

@@ -112,6 +112,8 @@ struct spool {
 	struct spool_log *log;  /* the intake log (spool_log.h) */
 	uv_work_t retire_work;  /* retiring one sealed segment */
 	uint64_t retire_seq;    /* the segment, 0 if none in flight */
+	uint64_t retire_waits;  /* the one held messages kept from retiring
+				 * at the last tick, 0 if none */
 	int retire_status;
 	size_t held_bytes;           /* all txs' held bytes (spool_tx_hold) */
 	struct spool_batch intake;   /* small commits (spool_intake.c) */
@@ -244,10 +246,14 @@ void spool_held_unreserve(struct spool_tx *tx);
 void spool_held_adopt(struct spool_tx *tx);
 struct spool_held *spool_held_find(struct spool *sp, const char *id);
 void spool_held_unref(struct spool_held *h);
+/* Sealed segments past which a retire no longer waits for the delivery
+ * of held messages (spool.c). */
+#define SPOOL_RETIRE_WAIT 4u
 /* Before retiring segment seq: true while held messages of it (or older)
- * still have no files; their writing is started, and a retire kick
- * follows when it ends. */
-bool spool_held_block_retire(struct spool *sp, uint64_t seq);
+ * still have no files. With spill, their writing is started, and a
+ * retire kick follows when it ends; without, the retire waits for
+ * their removals (each kicks). */
+bool spool_held_block_retire(struct spool *sp, uint64_t seq, bool spill);
 /* op (an update or removal of h's message) runs now or after h's write:
  * true if it waits for that write (spool_held_written relaunches it);
  * false to run it now, the usual way, with op->held set (an update

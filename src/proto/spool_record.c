@@ -2,15 +2,18 @@
 /*
  * DESCRIPTION
  *	Encode and parse intake-log records (spool_record.h). Little-endian
- *	fixed fields, one CRC over header, envelope and body. Pure code.
+ *	fixed fields, one CRC over envelope, body and header. Pure code.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "outbox/crc32.h"
 #include "outbox/spool_record.h"
 
-#define REC_MAGIC "OBL1"
+#define REC_MAGIC "OBL2"
+#define REC_MAGIC_V1 "OBL1" /* read only */
+#define REC_SEG_OFF 12u
 #define REC_ID_OFF 24u
 #define REC_ID_SPACE 32u
 #define REC_CRC_OFF 56u
@@ -31,14 +34,16 @@ get_le(const char *p, unsigned n)
 	return v;
 }
 
-/* Over the bytes: what a reader checks. */
+/* Over the bytes: what a reader checks (v1: the header first). */
 static uint32_t
 rec_crc(const char *hdr, const char *env, size_t env_len, const char *body,
 	uint64_t body_len)
 {
-	uint32_t crc = crc32_update(0, hdr, REC_CRC_OFF);
+	bool v1 = memcmp(hdr, REC_MAGIC_V1, 4) == 0;
+	uint32_t crc = v1 ? crc32_update(0, hdr, REC_CRC_OFF) : 0;
 	crc = crc32_update(crc, env, env_len);
-	return crc32_update(crc, body, (size_t)body_len);
+	crc = crc32_update(crc, body, (size_t)body_len);
+	return v1 ? crc : crc32_update(crc, hdr, REC_CRC_OFF);
 }
 
 void
@@ -61,9 +66,28 @@ spool_rec_header_sum(char hdr[SPOOL_REC_HDR], char type, const char *id,
 	put_le(hdr + 8, env_len, 4);
 	put_le(hdr + 16, body_len, 8);
 	memcpy(hdr + REC_ID_OFF, id, strnlen(id, ID_LEN));
-	uint32_t crc = crc32_update(0, hdr, REC_CRC_OFF);
-	crc = crc32_update(crc, env, env_len);
+	uint32_t crc = crc32_update(0, env, env_len);
 	put_le(hdr + REC_CRC_OFF, crc32_combine(crc, body_crc, body_len), 4);
+}
+
+void
+spool_rec_stamp(char hdr[SPOOL_REC_HDR], uint64_t seg)
+{
+	uint32_t payload = (uint32_t)get_le(hdr + REC_CRC_OFF, 4);
+	put_le(hdr + REC_SEG_OFF, (uint32_t)seg, 4);
+	put_le(hdr + REC_CRC_OFF, crc32_update(payload, hdr, REC_CRC_OFF), 4);
+}
+
+uint64_t
+spool_rec_payload_len(const char hdr[SPOOL_REC_HDR])
+{
+	return get_le(hdr + 8, 4) + get_le(hdr + 16, 8);
+}
+
+bool
+spool_rec_v1(const char *p, size_t n)
+{
+	return n > 0 && memcmp(p, REC_MAGIC_V1, n < 4 ? n : 4) == 0;
 }
 
 static int
@@ -75,12 +99,14 @@ rec_zero(const char *p, size_t n)
 	return 1;
 }
 
-/* Header checks that need no payload: -EBADMSG or 0. */
+/* Header checks that need no payload: 0, -ESTALE (another segment's)
+ * or -EBADMSG. */
 static int
-rec_check_header(const char *p, struct spool_rec *r)
+rec_check_header(const char *p, uint64_t seg, struct spool_rec *r)
 {
-	if (memcmp(p, REC_MAGIC, 4) != 0 || !rec_zero(p + 5, 3) ||
-	    !rec_zero(p + 12, 4) || !rec_zero(p + 60, 4))
+	bool v1 = memcmp(p, REC_MAGIC_V1, 4) == 0;
+	if ((!v1 && memcmp(p, REC_MAGIC, 4) != 0) || !rec_zero(p + 5, 3) ||
+	    (v1 && !rec_zero(p + REC_SEG_OFF, 4)) || !rec_zero(p + 60, 4))
 		return -EBADMSG;
 	r->type = p[4];
 	r->env_len = (size_t)get_le(p + 8, 4);
@@ -98,16 +124,21 @@ rec_check_header(const char *p, struct spool_rec *r)
 		return -EBADMSG;
 	memcpy(r->id, id, ID_LEN);
 	r->id[ID_LEN] = '\0';
-	return id_valid(r->id) ? 0 : -EBADMSG;
+	if (!id_valid(r->id))
+		return -EBADMSG;
+	if (!v1 && get_le(p + REC_SEG_OFF, 4) != (uint32_t)seg)
+		return -ESTALE;
+	return 0;
 }
 
 int
-spool_rec_parse_header(const char *p, size_t n, struct spool_rec *out)
+spool_rec_parse_header(const char *p, size_t n, uint64_t seg,
+		       struct spool_rec *out)
 {
 	struct spool_rec r = { 0 };
 	if (n < SPOOL_REC_HDR)
 		return 0;
-	int rc = rec_check_header(p, &r);
+	int rc = rec_check_header(p, seg, &r);
 	if (rc != 0)
 		return rc;
 	r.total = SPOOL_REC_HDR + r.env_len + (size_t)r.body_len;
@@ -116,13 +147,13 @@ spool_rec_parse_header(const char *p, size_t n, struct spool_rec *out)
 }
 
 int
-spool_rec_parse(const char *p, size_t n, struct spool_rec *out)
+spool_rec_parse(const char *p, size_t n, uint64_t seg, struct spool_rec *out)
 {
 	struct spool_rec r;
 	if (n < SPOOL_REC_HDR)
 		return n == 0 || memcmp(p, REC_MAGIC, n < 4 ? n : 4) == 0
 			       ? 0 : -EBADMSG;
-	int rc = spool_rec_parse_header(p, n, &r);
+	int rc = spool_rec_parse_header(p, n, seg, &r);
 	if (rc != 1)
 		return rc;
 	if (n < r.total)

@@ -318,23 +318,34 @@ def dedup(seeds):
 
 
 def seeds_spool_record():
-    """Intake-log segments (spool_record.h): mode byte, then records."""
-    def rec(t, ident, env=b'', body=b''):
-        h = (b'OBL1' + t + bytes(3) + struct.pack('<I', len(env)) + bytes(4) +
+    """Intake-log segments (spool_record.h): mode byte, then records. The
+    harness reads them as segment 0xa1b2c3d4 (plus (mode >> 4) << 32)."""
+    seg = 0xa1b2c3d4
+
+    def rec(t, ident, env=b'', body=b'', s=seg, v1=False):
+        h = ((b'OBL1' if v1 else b'OBL2') + t + bytes(3) + struct.pack('<I', len(env)) +
+             struct.pack('<I', 0 if v1 else s & 0xffffffff) +
              struct.pack('<Q', len(body)) + ident.ljust(32, b'\0'))
-        crc = zlib.crc32(body, zlib.crc32(env, zlib.crc32(h))) & 0xffffffff
-        return h + struct.pack('<I', crc) + bytes(4) + env + body
+        if v1:
+            crc = zlib.crc32(body, zlib.crc32(env, zlib.crc32(h)))
+        else:
+            crc = zlib.crc32(h, zlib.crc32(body, zlib.crc32(env)))
+        return h + struct.pack('<I', crc & 0xffffffff) + bytes(4) + env + body
     i1, i2 = b'0123456789ABCDEF', b'00C0FFEE00000001'
     env = with_crc(env_records(ident=i1))
     body = b'Subject: x\r\n\r\nhello\r\n'
     a = rec(b'A', i1, env, body)
     d = rec(b'D', i1)
     b = rec(b'A', i2, b'E', b'')
+    stale = rec(b'A', i2, b'E', b'', s=seg - 1)
     out = [b'\x00' + a, b'\x00' + d, b'\x00' + a + d + b, b'\x00' + a + b[:-1],
            b'\x00' + a + b[:40], b'\x00' + a + bytes(64) + d,
            b'\x00' + d[:60] + b'\x01' + bytes(3),
+           b'\x00' + a + stale + d,                 # a recycled file's past
+           b'\x10' + a + d,                         # the same, seg + 2^32
+           b'\x00' + rec(b'A', i1, env, body, v1=True) + rec(b'D', i1, v1=True),
            b'\x01' + a[:56] + bytes(8) + env + body + d[:56] + bytes(8),
-           b'\x01' + (d[:56] + bytes(8)) * 8]
+           b'\x03' + (d[:12] + bytes(4) + d[16:56] + bytes(8)) * 8]
     return out
 
 

@@ -973,6 +973,11 @@ class Outboxd:
         except FileNotFoundError:
             return []
 
+    def log_segments(self):
+        """The intake log's segments in spool/log/ (not the recycled files,
+        NAME.free, which hold nothing)."""
+        return [n for n in self.spool_entries("log") if SEG_RE.match(n)]
+
     def files_queued(self):
         """Ids with an envelope file in env/. A message committed through
         the intake log may have none yet (held: its log record and the
@@ -1067,23 +1072,25 @@ class Outboxd:
 SEG_RE = re.compile(r"^[0-9a-f]{16}$")  # a segment's name in spool/log/
 
 
-def parse_segment(data):
-    """([(type, id, env, body)], bytes parsed) of the valid records at the
-    start of a segment (spool_record.h); stops at the first invalid one."""
+def parse_segment(data, seq):
+    """([(type, id, env, body)], bytes parsed) of the valid records of
+    segment number seq at the start of its data (spool_record.h); stops at
+    the first invalid one, or at a record of an older segment (a recycled
+    file's past)."""
     out, pos = [], 0
     while pos + 64 <= len(data):
         h = data[pos:pos + 64]
-        if h[:4] != b"OBL1" or h[4:5] not in (b"A", b"D"):
+        if h[:4] != b"OBL2" or h[4:5] not in (b"A", b"D"):
             break
-        env_len, = struct.unpack_from("<I", h, 8)
+        env_len, seg = struct.unpack_from("<II", h, 8)
         body_len, = struct.unpack_from("<Q", h, 16)
         qid = h[24:56].rstrip(b"\0").decode("ascii", "replace")
         crc, = struct.unpack_from("<I", h, 56)
         end = pos + 64 + env_len + body_len
-        if end > len(data):
+        if seg != seq & 0xffffffff or end > len(data):
             break
         env, body = data[pos + 64:pos + 64 + env_len], data[pos + 64 + env_len:end]
-        if zlib.crc32(h[:56] + env + body) != crc:
+        if zlib.crc32(env + body + h[:56]) != crc:
             break
         out.append((h[4:5].decode(), qid, env, body))
         pos = end
@@ -1108,7 +1115,7 @@ def spool_log_records(spool):
                 data = f.read()
         except FileNotFoundError:
             continue
-        out += [r + (name,) for r in parse_segment(data)[0]]
+        out += [r + (name,) for r in parse_segment(data, int(name, 16))[0]]
     return out
 
 

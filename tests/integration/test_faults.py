@@ -223,7 +223,7 @@ def log_records(calls, spool, kind, qid=None):
     within strace's -s 160."""
     seg = re.compile(re.escape(spool) + "/log/" + SEG_NAME + "$")
     return [c for c in calls if c.name in ("pwritev", "pwritev2", "pwrite64", "write", "writev")
-            and seg.match(c.fd_path() or "") and ('"OBL1' + kind) in c.args
+            and seg.match(c.fd_path() or "") and ('"OBL2' + kind) in c.args
             and (qid is None or qid in c.args)]
 
 
@@ -231,8 +231,8 @@ def wait_log_empty(d, timeout=10):
     """The idle seal retires the current segment about 1-2 s after the
     last append: after this, the next commit creates a new segment and no
     retire runs concurrently with it."""
-    harness.wait_for(lambda: not d.spool_entries("log"), timeout,
-                     "spool/log/ empty (idle segment retired): %r" % d.spool_entries("log"))
+    harness.wait_for(lambda: not d.log_segments(), timeout,
+                     "no segment in spool/log/ (idle segment retired): %r" % d.log_segments())
 
 
 def upstream_sessions(port):
@@ -421,8 +421,9 @@ class Faults(OutboxTestCase):
         """A message up to 512 KiB whose body is whole in memory at the
         commit (a 2.5 KB one, and a 150 KB one that arrives in several
         chunks) is held: its intake-log record is its only copy on disk,
-        and the 250 follows its fsync. In the trace: segment created
-        (openat O_CREAT|O_EXCL) -> fsync(log/) -> ONE pwritev of the
+        and the 250 follows its fsync. In the trace: segment made (openat
+        O_CREAT|O_EXCL, or a retired segment's NNNN.free renamed to it)
+        -> fsync(log/) -> ONE pwritev of the
         record, 64 + envelope + message bytes -> fsync(segment) started
         after it ended -> 250. Nothing else is flushed before the 250, no
         queue file (tmp/, msg/, env/) of the id is touched before it, and
@@ -440,7 +441,7 @@ class Faults(OutboxTestCase):
             "queue files of the id %r" % f for f in figures))
 
     def d2_logged_one(self, d, sh, tag, size):
-        self.settle(d, sh)  # the commit creates a fresh segment; nothing retires
+        self.settle(d, sh)  # the commit makes a new segment; nothing retires
         out = os.path.join(self.tmp, "d2-%s.trace" % tag)
         st = Strace(self.tmp, [d.proc.pid], [
             "trace=write,writev,pwrite64,pwritev,pwritev2,fsync,fdatasync,rename,renameat,"
@@ -473,9 +474,12 @@ class Faults(OutboxTestCase):
         self.assertEqual(parts[2], len(copies[0].data),
                          "body bytes in the record != bytes delivered: %r" % rec)
         self.assertEqual(int(rec.ret), sum(parts), "short record write: %r" % rec)
-        created = [c for c in calls if c.name == "openat" and c.fd_path(0) == log_dir
-                   and '"%s"' % os.path.basename(seg) in c.args
-                   and "O_CREAT" in c.args and "O_EXCL" in c.args]
+        # made new, or a retired one recycled (renamed from NNNN.free)
+        created = [c for c in calls if c.fd_path(0) == log_dir and (
+            (c.name == "openat" and '"%s"' % os.path.basename(seg) in c.args
+             and "O_CREAT" in c.args and "O_EXCL" in c.args) or
+            (c.name == "renameat" and '.free"' in c.args
+             and c.args.rstrip(" )").endswith('"%s"' % os.path.basename(seg))))]
         self.assertEqual(len(created), 1, "creation of %s: %r" % (seg, created))
         f_logdir = [c for c in fsyncs_of(calls, log_dir) if c.start > created[0].end]
         self.assertTrue(f_logdir, "no fsync of log/ after creating %s" % seg)
@@ -602,7 +606,7 @@ class Faults(OutboxTestCase):
         # the id in the header is NUL padded: the 16 digits before a "\0"
         # (a NUL before a digit prints as "\000", so not the first 16)
         qid = re.search(r"(%s)(?=\\)" % harness.QID,
-                        recs[0].args[recs[0].args.index("OBL1A"):]).group(1)
+                        recs[0].args[recs[0].args.index("OBL2A"):]).group(1)
         # A small message is held: the record was its commit's only write
         # (no queue file of the id created, written or renamed; the
         # retire's lookup of msg/ID, env/ID finds nothing).
@@ -623,7 +627,7 @@ class Faults(OutboxTestCase):
         harness.wait_for(lambda: not d.spool_entries("tmp"), 3, "tmp/ empty")
         self.assertEqual(d.spool_entries("env"), [])
         self.assertEqual(d.spool_entries("msg"), [])
-        left = d.spool_entries("log")
+        left = d.log_segments()
         self.assertIn(os.path.basename(seg), left, "the failed segment was removed")
         self.assertIn(os.path.basename(done[0].fd_path()), left)
         d.wait_log(r"%s: spool commit failed at intake log" % qid, 5)
@@ -640,7 +644,7 @@ class Faults(OutboxTestCase):
         self.assertGreaterEqual(int(m.group(1)), 2, m.group(0))
         self.assertEqual(int(m.group(2)), 0, m.group(0))
         self.assertGreaterEqual(int(m.group(4)), 1, m.group(0))
-        self.assertEqual(d.spool_entries("log"), [], "segments left after the replay")
+        self.assertEqual(d.log_segments(), [], "segments left after the replay")
         time.sleep(2.5)  # retry_min 1s: a resurrected message would go out now
         self.assertEqual(d.queued(), [])
         self.assertEqual(d.spool_entries("msg"), [])
@@ -752,16 +756,16 @@ class Faults(OutboxTestCase):
         self.assertEqual(len(bad), 1, "injected failures: %r (%s)" % (bad, out))
         seg = bad[0].fd_path() or ""
         self.assertRegex(seg, "^" + re.escape(spool) + "/log/" + SEG_NAME + "$")
-        self.assertIn('"OBL1A', bad[0].args, "the failed pwritev is not a record: %r" % bad[0])
+        self.assertIn('"OBL2A', bad[0].args, "the failed pwritev is not a record: %r" % bad[0])
         qid = re.search(r"(%s)(?=\\)" % harness.QID,
-                        bad[0].args[bad[0].args.index("OBL1A"):]).group(1)
+                        bad[0].args[bad[0].args.index("OBL2A"):]).group(1)
         parts = [int(n) for n in re.findall(r"iov_len=(\d+)", bad[0].args)]
         self.assertEqual(len(parts), 3, bad[0])
         self.assertGreater(parts[2], len(data), "the record does not carry the whole body")
         # Cut back to where the record began (a real ENOSPC can leave part
         # of it): nothing torn sits in the segment.
         zeros = [c for c in calls if c.name == "pwritev" and c.fd_path() == seg
-                 and c.end < bad[0].start and '"OBL1' not in c.args]
+                 and c.end < bad[0].start and '"OBL2' not in c.args]
         cut = [c for c in calls if c.name == "ftruncate" and c.fd_path() == seg
                and c.start > bad[0].end]
         self.assertEqual(len(cut), 1, "truncation of %s after the failed append: %r" % (seg, cut))
@@ -812,24 +816,25 @@ class Faults(OutboxTestCase):
         names = "\n".join("  %-4s %-8s #%-2d %s" % p for p in plan)
         # A held message's acceptance is short: no queue file is created,
         # written, closed, renamed or synced before its 250 any more, only
-        # the log record. Up to the 250 the kill points are: 354, create
-        # log/NNNN, fsync(log/), the zeros written ahead, the record,
-        # fsync(segment), the pool's wake-up of the loop, 250 -- 8, where
-        # the per-file path had about 16. After it: the connect, the 'D'
-        # record and wake-up, and the retire of the segment (the survivor
-        # lookups in msg/ and env/, their fsyncs, unlink, fsync(log/)).
+        # the log record. Its segment is the warm-up's, recycled. Up to the
+        # 250 the kill points are: 354, the rename of log/NNNN.free to the
+        # new segment, its open, fsync(log/), the record, fsync(segment),
+        # the pool's wake-up of the loop, 250 -- 8, where the per-file path
+        # had about 16. After it: the connect, the 'D' record and wake-up,
+        # and the retire of the segment (the survivor lookups in msg/ and
+        # env/, their fsyncs, its rename to NNNN.free, fsync(log/)).
         first_250 = next((i for i, p in enumerate(plan) if p[3] == "write 250 to client"), None)
         self.assertIsNotNone(first_250, "no 250 in the calibration:\n" + names)
         self.assertGreaterEqual(first_250 + 1, 8, "kill points up to the 250:\n" + names)
         self.assertGreaterEqual(len(plan), 14, "too few kill points found:\n" + names)
-        for want in (r"pool openat +#\d+ +create log/%s$" % SEG_NAME,
+        for want in (r"pool renameat +#\d+ +log/%s\.free -> log/%s$" % (SEG_NAME, SEG_NAME),
                      r"pool fsync +#\d+ +log/$",
                      r"pool pwritev +#\d+ +'A' record to log/%s$" % SEG_NAME,
                      r"pool fsync +#\d+ +log/%s$" % SEG_NAME,
                      r"main write +#\d+ +write 250 to client$",
                      r"main connect +#1 +connect to the smarthost$",
                      r"pool pwritev +#\d+ +'D' record to log/%s$" % SEG_NAME,
-                     r"pool unlinkat +#\d+ +log/%s$" % SEG_NAME):
+                     r"pool renameat +#\d+ +log/(%s) -> log/\1\.free$" % SEG_NAME):
             self.assertRegex(names, "(?m)^ *" + want, "kill point missing from the plan")
         results = []
         for i, (role, cls, n, what) in enumerate(plan):
@@ -906,8 +911,8 @@ class Faults(OutboxTestCase):
                 desc = "%s/%s -> %s/%s" % (rel, names[0],
                                            (c.fd_path(1) or "?").replace(spool + "/", ""),
                                            names[1])
-            elif c.name == "pwritev" and '"OBL1' in c.args:
-                desc = "'%s' record to %s" % (c.args[c.args.index('"OBL1') + 5], rel)
+            elif c.name == "pwritev" and '"OBL2' in c.args:
+                desc = "'%s' record to %s" % (c.args[c.args.index('"OBL2') + 5], rel)
             elif c.name == "pwritev":
                 desc = "zeros ahead in %s" % rel
             elif rel.startswith("anon_inode:[eventfd]"):

@@ -132,7 +132,7 @@ def read_segments(spool):
         if SEG_RE.match(name):
             with open(os.path.join(logdir, name), "rb") as f:
                 data = f.read()
-            recs, used = parse_segment(data)
+            recs, used = parse_segment(data, int(name, 16))
             out[name] = (recs, used, len(data), not data[used:].strip(b"\0"))
     return out
 
@@ -330,7 +330,7 @@ class GroupCommit(OutboxTestCase):
                      and os.path.exists(os.path.join(d.spool, "env", qid)))
             self.assertTrue(whole or d.deliveries(status="sent", qid=qid, since=mark),
                             "%s: files not restored by the replay, and not delivered" % qid)
-        self.assertEqual(set(d.spool_entries("log")) & set(segs), set(),
+        self.assertEqual(set(d.log_segments()) & set(segs), set(),
                          "replayed segments still in log/")
         harness.wait_for(lambda: len({msg.data for msg in sh.messages()}) >= len(sent), 60,
                          "%d messages delivered (have %d)" % (len(sent), len(sh.messages())))

@@ -61,13 +61,13 @@ class RoOutboxd(Outboxd):
     def remount(self, mode, tries=20):
         """remount,ro|rw,bind the spool inside the daemon's namespace;
         retried briefly on EBUSY (a file open for writing right then).
-        Before going read-only, wait until spool/log/ is empty: the intake
+        Before going read-only, wait until spool/log/ has no segment: the intake
         log's current segment is open for writing (EBUSY) until the idle
         seal retires it, about 1-2 s after the last commit or removal."""
         if mode == "ro":
-            harness.wait_for(lambda: not self.spool_entries("log"), 10,
-                             "spool/log/ empty before the read-only remount: %r"
-                             % self.spool_entries("log"))
+            harness.wait_for(lambda: not self.log_segments(), 10,
+                             "no segment in spool/log/ before the read-only remount: %r"
+                             % self.log_segments())
         last = None
         for _ in range(tries):
             last = subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", "mount", "-o",

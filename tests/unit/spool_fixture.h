@@ -79,6 +79,22 @@ count_entries(const char *sub)
 	return n;
 }
 
+/* Segments in log/: not the recycled files (NAME.free). */
+static inline int
+count_segments(void)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/log", root);
+	DIR *d = opendir(p);
+	CHECK(d != NULL);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		n += strlen(de->d_name) == 16;
+	closedir(d);
+	return n;
+}
+
 static inline bool
 exists(const char *sub, const char *name)
 {

@@ -15,10 +15,11 @@
  *	records. Failure: a failed fsync reaches the accepts it covered,
  *	its segment is never fsynced again, and later accepts go to a new
  *	segment (also under concurrent load). Sealing when full or idle,
- *	retiring in order, zeros written ahead of the records, and start-up
- *	replay of hand-written segments:
- *	rebuild, 'D' removals, newer envelopes kept, garbage replaced, torn
- *	tails, foreign names in log/ left alone.
+ *	retiring in order, recycling retired segments (and their past never
+ *	read as records), zeros written ahead of the records, and start-up
+ *	replay of hand-written segments: rebuild, 'D' removals, newer
+ *	envelopes kept, garbage replaced, torn tails, foreign names in log/
+ *	left alone.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -97,6 +98,22 @@ dir_count(int dfd)
 	while ((de = readdir(d)) != NULL)
 		n += strcmp(de->d_name, ".") != 0 &&
 		     strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
+
+/* Segments in log/, not the recycled files (NAME.free). */
+static int
+seg_count(void)
+{
+	int fd = openat(logfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	DIR *d = fdopendir(fd);
+	CHECK(d != NULL);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		n += strlen(de->d_name) == 16;
 	closedir(d);
 	return n;
 }
@@ -248,7 +265,8 @@ msg_accept(struct spool_log *lg, const struct msg *m)
 				m->body_len);
 }
 
-/* Append a record of m (type 'A') or of id (type 'D') to seg. */
+/* Append a record of m (type 'A') or of id (type 'D') to seg, not
+ * stamped: seg_put makes them records of the segment it writes. */
 static void
 seg_add(struct buf *seg, char type, const struct msg *m, const char *id)
 {
@@ -266,11 +284,62 @@ seg_add(struct buf *seg, char type, const struct msg *m, const char *id)
 }
 
 static void
+put_le(char *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (char)(unsigned char)(v >> (8 * i));
+}
+
+/* An 'A' record of m as an older outboxd wrote it: "OBL1", no segment
+ * number, the CRC over the header first. */
+static void
+seg_add_v1(struct buf *seg, const struct msg *m)
+{
+	char hdr[SPOOL_REC_HDR] = { 0 };
+	memcpy(hdr, "OBL1A", 5);
+	put_le(hdr + 8, m->env.len, 4);
+	put_le(hdr + 16, m->body_len, 8);
+	memcpy(hdr + 24, m->id, ID_LEN);
+	uint32_t crc = crc32_update(0, hdr, 56);
+	crc = crc32_update(crc, m->env.data, m->env.len);
+	put_le(hdr + 56, crc32_update(crc, m->body, m->body_len), 4);
+	CHECK_EQ(0, buf_append(seg, hdr, sizeof(hdr)));
+	CHECK_EQ(0, buf_append(seg, m->env.data, m->env.len));
+	CHECK_EQ(0, buf_append(seg, m->body, m->body_len));
+}
+
+/* seg's records (a torn last one too, if its header is whole) stamped
+ * as segment seq's, as log/ names it. seg itself is left unstamped, so
+ * it can be put again. */
+static void
 seg_put(uint64_t seq, const struct buf *seg)
 {
+	char *p = malloc(seg->len + 1);
+	CHECK(p != NULL);
+	if (seg->len > 0)
+		memcpy(p, seg->data, seg->len);
+	for (size_t off = 0; off + SPOOL_REC_HDR <= seg->len;) {
+		uint64_t payload = spool_rec_payload_len(p + off);
+		if (!spool_rec_v1(p + off, 4))
+			spool_rec_stamp(p + off, seq);
+		off += SPOOL_REC_HDR + payload;
+	}
 	char name[32];
 	seg_name(name, seq);
-	put_file(logfd, name, seg->data ? seg->data : "", seg->len);
+	put_file(logfd, name, p, seg->len);
+	free(p);
+}
+
+/* The segment number fd is open on, from its name. */
+static uint64_t
+fd_seq(int fd)
+{
+	char link[64], path[4096];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	CHECK(n > 16);
+	path[n] = '\0';
+	return strtoull(path + n - 16, NULL, 16);
 }
 
 static bool
@@ -282,20 +351,22 @@ all_zero(const char *p, size_t n)
 	return true;
 }
 
-/* Where the whole records at the start of p[0..len) end. */
+/* Where the whole records of segment seq at the start of p[0..len)
+ * end. */
 static size_t
-records_end(const char *p, size_t len)
+records_end(const char *p, size_t len, uint64_t seq)
 {
 	struct spool_rec r;
 	size_t off = 0;
 	for (int i = 0; i < 100000 &&
-			spool_rec_parse(p + off, len - off, &r) == 1; i++)
+			spool_rec_parse(p + off, len - off, seq, &r) == 1; i++)
 		off += r.total;
 	return off;
 }
 
 /* Count the valid records of a segment; all of it must parse, but for
- * the zeros the log writes ahead of its records. */
+ * the zeros the log writes ahead of its records, or a recycled file's
+ * past (a record of an older segment where its own records end). */
 static int
 seg_records(uint64_t seq, char type)
 {
@@ -308,11 +379,14 @@ seg_records(uint64_t seq, char type)
 	size_t off = 0;
 	int n = 0;
 	for (int i = 0; i < 100000 &&
-			spool_rec_parse(data + off, len - off, &r) == 1; i++) {
+			spool_rec_parse(data + off, len - off, seq, &r) == 1;
+	     i++) {
 		off += r.total;
 		n += r.type == type;
 	}
-	CHECK(all_zero(data + off, len - off));
+	CHECK(all_zero(data + off, len - off) ||
+	      spool_rec_parse_header(data + off, len - off, seq, &r) ==
+		      -ESTALE);
 	free(data);
 	return n;
 }
@@ -379,7 +453,7 @@ synced_end(int fd, const struct stat *st)
 	CHECK(p != NULL);
 	ssize_t n = pread(fd, p, (size_t)st->st_size, 0);
 	CHECK(n >= 0);
-	off_t end = (off_t)records_end(p, (size_t)n);
+	off_t end = (off_t)records_end(p, (size_t)n, fd_seq(fd));
 	free(p);
 	return end;
 }
@@ -489,7 +563,7 @@ segs_load(void)
 		seg_ino[seq] = file_ino(logfd, name);
 		struct spool_rec r;
 		while (nrecs < RECS_MAX &&
-		       spool_rec_parse(data + off, len - off, &r) == 1) {
+		       spool_rec_parse(data + off, len - off, seq, &r) == 1) {
 			off += r.total;
 			if (r.type != 'A')
 				continue;
@@ -628,7 +702,7 @@ test_group_commit(void)
 	size_t off = 0;
 	int seen = 0;
 	while (seen < THREADS + 1 &&
-	       spool_rec_parse(data + off, len - off, &r) == 1) {
+	       spool_rec_parse(data + off, len - off, 1, &r) == 1) {
 		off += r.total;
 		const struct msg *m = NULL;
 		for (int i = 0; i < THREADS; i++)
@@ -819,16 +893,23 @@ test_retire(void)
 	CHECK_EQ(-ENOENT, spool_log_retire(lg, 7, msgfd, envfd));
 	CHECK_EQ(1, spool_log_retire_take(lg));
 	CHECK_EQ(0, spool_log_retire_take(lg)); /* one at a time */
+	ino_t ino1 = file_ino(logfd, "0000000000000001");
 	CHECK_EQ(0, spool_log_retire(lg, 1, msgfd, envfd));
 	CHECK(!file_exists(logfd, "0000000000000001"));
 	spool_log_retired(lg, 1, 0);
 	CHECK_EQ(0, spool_log_retire_take(lg));
-	CHECK_EQ(0, dir_count(logfd));
+	/* recycled, not removed */
+	CHECK_EQ(1, dir_count(logfd));
+	CHECK_EQ(ino1, file_ino(logfd, "0000000000000001.free"));
 	/* retiring keeps the working copies */
 	check_restored(&a);
 
-	/* two sealed segments retire oldest first */
+	/* two sealed segments retire oldest first; the first of them is
+	 * the recycled file, its own records over segment 1's */
 	CHECK_EQ(0, msg_accept(lg, &a));
+	CHECK_EQ(ino1, file_ino(logfd, "0000000000000002"));
+	CHECK(!file_exists(logfd, "0000000000000001.free"));
+	CHECK_EQ(1, seg_records(2, 'A'));
 	CHECK(!spool_log_seal_idle(lg));
 	CHECK(spool_log_seal_idle(lg));
 	CHECK_EQ(0, msg_accept(lg, &b));
@@ -839,6 +920,7 @@ test_retire(void)
 	CHECK_EQ(2, spool_log_retire_take(lg));
 	CHECK_EQ(0, spool_log_retire(lg, 2, msgfd, envfd));
 	spool_log_retired(lg, 2, 0);
+	CHECK(file_exists(logfd, "0000000000000002.free"));
 	CHECK_EQ(3, spool_log_retire_take(lg));
 	/* a failed retire stops retiring: later segments may hold the 'D'
 	 * records of its messages */
@@ -850,6 +932,8 @@ test_retire(void)
 	CHECK_EQ(0, spool_log_retire_take(lg));
 	CHECK(file_exists(logfd, "0000000000000003"));
 	CHECK(file_exists(logfd, "0000000000000004"));
+	CHECK(!file_exists(logfd, "0000000000000002.free"));
+	CHECK_EQ(1, seg_records(4, 'A'));
 	spool_log_free(lg);
 	msg_free(&a);
 	msg_free(&b);
@@ -961,7 +1045,7 @@ test_seal_full(void)
 	CHECK(st.st_size <= (off_t)SPOOL_LOG_SEG_MAX);
 	size_t len;
 	char *data = slurp(logfd, "0000000000000001", &len);
-	CHECK_EQ(fit * rec, records_end(data, len));
+	CHECK_EQ(fit * rec, records_end(data, len, 1));
 	free(data);
 	CHECK_EQ((int)fit, seg_records(1, 'A'));
 	CHECK_EQ(1, seg_records(2, 'A'));
@@ -1025,7 +1109,7 @@ test_replay_rebuild(void)
 	CHECK_EQ(4, st.rewritten);
 	CHECK_EQ(0, st.done);
 	CHECK_EQ(0, st.torn);
-	CHECK_EQ(0, dir_count(logfd));       /* (f) */
+	CHECK_EQ(0, seg_count());       /* (f) */
 	/* a second replay has nothing left to do */
 	replay(&st);
 	CHECK_EQ(0, st.segments + st.accepted + st.rewritten);
@@ -1076,7 +1160,7 @@ test_replay_done(void)
 	CHECK_EQ(2, st.rewritten);
 	CHECK_EQ(3, st.done);
 	CHECK_EQ(0, st.torn);
-	CHECK_EQ(0, dir_count(logfd));
+	CHECK_EQ(0, seg_count());
 	buf_free(&s1);
 	buf_free(&s2);
 	msg_free(&a);
@@ -1113,7 +1197,7 @@ test_replay_keep_newer(void)
 	check_restored(&b);
 	CHECK_EQ(2, st.accepted);
 	CHECK_EQ(1, st.rewritten);
-	CHECK_EQ(0, dir_count(logfd));
+	CHECK_EQ(0, seg_count());
 	buf_free(&newer);
 	buf_free(&seg);
 	msg_free(&a);
@@ -1159,7 +1243,7 @@ test_replay_garbage(void)
 	check_restored(&c);
 	CHECK_EQ(3, st.accepted);
 	CHECK_EQ(4, st.rewritten);
-	CHECK_EQ(0, dir_count(logfd));
+	CHECK_EQ(0, seg_count());
 	buf_free(&other);
 	buf_free(&seg);
 	msg_free(&a);
@@ -1199,10 +1283,11 @@ test_replay_torn(void)
 	CHECK_EQ(3, st.accepted);
 	CHECK_EQ(6, st.rewritten);
 	CHECK_EQ(1, st.torn);
-	CHECK_EQ(0, dir_count(logfd));
+	CHECK_EQ(0, seg_count());
 
 	/* bytes that are no record stop the segment: what follows them
-	 * is never trusted */
+	 * is never trusted. Not counted as torn: a recycled file's past
+	 * looks the same from where the records end. */
 	dirs_clear();
 	buf_reset(&s2);
 	seg_add(&s2, 'A', &d, NULL);
@@ -1213,8 +1298,51 @@ test_replay_torn(void)
 	check_file(msgfd, d.id, d.body, d.body_len);
 	CHECK(!file_exists(msgfd, e.id) && !file_exists(envfd, e.id));
 	CHECK_EQ(1, st.accepted);
+	CHECK_EQ(0, st.torn);
+	CHECK_EQ(0, seg_count());
+
+	/* a recycled file: segment 9's record, then whole records of the
+	 * segment it was before (7), with good CRCs. They are its past,
+	 * not its messages, and not a torn tail. */
+	dirs_clear();
+	buf_reset(&s1);
+	buf_reset(&s2);
+	seg_add(&s1, 'A', &e, NULL);
+	seg_add(&s1, 'A', &c, NULL);
+	seg_put(7, &s1);
+	size_t past_len;
+	char *past = slurp(logfd, "0000000000000007", &past_len);
+	CHECK(past != NULL);
+	CHECK_EQ(0, unlinkat(logfd, "0000000000000007", 0));
+	seg_add(&s2, 'A', &d, NULL);
+	seg_put(9, &s2);
+	int fd = openat(logfd, "0000000000000009", O_WRONLY | O_APPEND);
+	CHECK(fd >= 0);
+	CHECK_EQ((ssize_t)past_len, write(fd, past, past_len));
+	close(fd);
+	free(past);
+	replay(&st);
+	check_restored(&d);
+	CHECK(!file_exists(msgfd, e.id) && !file_exists(envfd, e.id));
+	CHECK(!file_exists(msgfd, c.id) && !file_exists(envfd, c.id));
+	CHECK_EQ(1, st.accepted);
+	CHECK_EQ(0, st.torn);
+	CHECK_EQ(0, seg_count());
+
+	/* ...but a record of its own whose payload did not all land (a
+	 * whole header, a bad CRC) is torn */
+	dirs_clear();
+	buf_reset(&s2);
+	seg_add(&s2, 'A', &d, NULL);
+	seg_add(&s2, 'A', &e, NULL);
+	s2.data[s2.len - 1] ^= 0x40;
+	seg_put(9, &s2);
+	replay(&st);
+	check_restored(&d);
+	CHECK(!file_exists(msgfd, e.id) && !file_exists(envfd, e.id));
+	CHECK_EQ(1, st.accepted);
 	CHECK_EQ(1, st.torn);
-	CHECK_EQ(0, dir_count(logfd));
+	CHECK_EQ(0, seg_count());
 
 	/* the zeros written ahead of the records are the clean end of a
 	 * segment, not a torn tail */
@@ -1227,7 +1355,7 @@ test_replay_torn(void)
 	check_restored(&a);
 	CHECK_EQ(1, st.accepted);
 	CHECK_EQ(0, st.torn);
-	CHECK_EQ(0, dir_count(logfd));
+	CHECK_EQ(0, seg_count());
 
 	/* only a torn header: one torn segment, nothing restored */
 	dirs_clear();
@@ -1239,7 +1367,7 @@ test_replay_torn(void)
 	CHECK_EQ(1, st.torn);
 	CHECK_EQ(1, st.segments);
 	CHECK_EQ(0, st.accepted);
-	CHECK_EQ(0, dir_count(msgfd) + dir_count(envfd) + dir_count(logfd));
+	CHECK_EQ(0, dir_count(msgfd) + dir_count(envfd) + seg_count());
 	buf_free(&s1);
 	buf_free(&s2);
 	msg_free(&a);
@@ -1250,12 +1378,106 @@ test_replay_torn(void)
 }
 
 /* (g) names in log/ that are not segments are not touched. */
+/* At start, the recycled files left in log/ count for the numbering: a
+ * new segment's number is above theirs, so their past is never taken
+ * for its records. At most two are kept, and the first append takes one
+ * of them; a replay after that reads its new record and not its past. */
+static void
+test_recycle_start(void)
+{
+	static const uint64_t old[] = { 0x20, 0x21, 0x22 };
+	struct msg a, b;
+	struct buf seg;
+	struct spool_log_replay_stats st;
+	dirs_clear();
+	syncs_reset(0, 0);
+	msg_make(&a, 0x4c, 500);
+	msg_make(&b, 0x4d, 500);
+	buf_init(&seg, 1u << 20);
+	seg_add(&seg, 'A', &b, NULL);
+	seg_add(&seg, 'A', &b, NULL);
+	for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
+		char name[32], to[40];
+		seg_put(old[i], &seg);
+		seg_name(name, old[i]);
+		snprintf(to, sizeof(to), "%s.free", name);
+		CHECK_EQ(0, renameat(logfd, name, logfd, to));
+	}
+	struct spool_log *lg = log_open();
+	CHECK_EQ(2, dir_count(logfd));
+	CHECK(!file_exists(logfd, "0000000000000022.free"));
+	ino_t ino = file_ino(logfd, "0000000000000021.free");
+	CHECK_EQ(0, msg_accept(lg, &a));
+	CHECK_EQ(ino, file_ino(logfd, "0000000000000023"));
+	CHECK(file_exists(logfd, "0000000000000020.free"));
+	CHECK_EQ(2, dir_count(logfd));
+	CHECK_EQ(1, seg_records(0x23, 'A'));
+	spool_log_free(lg);
+	replay(&st);
+	check_restored(&a);
+	CHECK(!file_exists(msgfd, b.id) && !file_exists(envfd, b.id));
+	CHECK_EQ(1, st.accepted);
+	CHECK_EQ(0, st.torn);
+	CHECK_EQ(1, st.segments);
+	/* the replayed segment recycled in turn */
+	CHECK_EQ(ino, file_ino(logfd, "0000000000000023.free"));
+	CHECK_EQ(2, dir_count(logfd));
+	buf_free(&seg);
+	msg_free(&a);
+	msg_free(&b);
+}
+
+/* A replayed segment is recycled (at most two are kept), but for one of
+ * an older outboxd, whose records carry no segment number: its records
+ * still replay, and it is removed. */
+static void
+test_replay_recycles(void)
+{
+	struct msg a, b, c;
+	struct buf s1, s2, s3;
+	struct spool_log_replay_stats st;
+	dirs_clear();
+	msg_make(&a, 0xb0, 130);
+	msg_make(&b, 0xb1, 131);
+	msg_make(&c, 0xb2, 132);
+	buf_init(&s1, 1u << 20);
+	buf_init(&s2, 1u << 20);
+	buf_init(&s3, 1u << 20);
+	seg_add_v1(&s1, &a);
+	seg_add(&s2, 'A', &b, NULL);
+	seg_add(&s3, 'A', &c, NULL);
+	seg_put(4, &s1);
+	seg_put(5, &s2);
+	seg_put(6, &s3);
+	put_file(logfd, "0000000000000001.free", "x", 1);
+	ino_t ino5 = file_ino(logfd, "0000000000000005");
+	replay(&st);
+	check_restored(&a);
+	check_restored(&b);
+	check_restored(&c);
+	CHECK_EQ(3, st.segments);
+	CHECK_EQ(3, st.accepted);
+	CHECK_EQ(0, seg_count());
+	CHECK(!file_exists(logfd, "0000000000000004.free"));
+	CHECK_EQ(ino5, file_ino(logfd, "0000000000000005.free"));
+	CHECK(!file_exists(logfd, "0000000000000006.free"));
+	CHECK(file_exists(logfd, "0000000000000001.free"));
+	CHECK_EQ(2, dir_count(logfd));
+	buf_free(&s1);
+	buf_free(&s2);
+	buf_free(&s3);
+	msg_free(&a);
+	msg_free(&b);
+	msg_free(&c);
+}
+
 static void
 test_replay_foreign(void)
 {
 	static const char *names[] = {
 		"README", "0000000000000000", "00000000000000AB",
 		"000000000000001", "00000000000000010", ".0000000000000001",
+		"0000000000000001.free",
 	};
 	struct msg a;
 	struct buf seg;
@@ -1272,7 +1494,8 @@ test_replay_foreign(void)
 	CHECK_EQ(1, st.segments);
 	CHECK_EQ(0, st.accepted);
 	CHECK_EQ(1, st.done);
-	CHECK_EQ(6, dir_count(logfd));
+	CHECK_EQ(8, dir_count(logfd)); /* and the real one, recycled */
+	CHECK(file_exists(logfd, "00000000000000ab.free"));
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		check_file(logfd, names[i], seg.data,
 			   seg.len - SPOOL_REC_HDR);
@@ -1298,7 +1521,7 @@ test_replay_bad_env(void)
 	replay(&st);
 	CHECK_EQ(1, st.segments);
 	CHECK_EQ(0, st.rewritten);
-	CHECK_EQ(0, dir_count(msgfd) + dir_count(envfd) + dir_count(logfd));
+	CHECK_EQ(0, dir_count(msgfd) + dir_count(envfd) + seg_count());
 	buf_free(&seg);
 	msg_free(&a);
 }
@@ -1349,7 +1572,7 @@ test_replay_from_log(void)
 	CHECK_EQ(3, st.rewritten);
 	CHECK_EQ(1, st.done);
 	CHECK_EQ(0, st.torn);
-	CHECK_EQ(0, dir_count(logfd));
+	CHECK_EQ(0, seg_count());
 	for (unsigned i = 0; i < 4; i++)
 		msg_free(&m[i]);
 }
@@ -1383,12 +1606,14 @@ main(void)
 	test_retire_walk();
 	test_seal_full();
 	test_zero_ahead();
+	test_recycle_start();
 	test_replay_empty();
 	test_replay_rebuild();
 	test_replay_done();
 	test_replay_keep_newer();
 	test_replay_garbage();
 	test_replay_torn();
+	test_replay_recycles();
 	test_replay_foreign();
 	test_replay_bad_env();
 	test_replay_from_log();
