@@ -606,6 +606,17 @@ queue_persist(struct queue *q, struct qmsg *m)
 	q->updates++;
 }
 
+/* Random bits for a retry's backoff, asked for only when there is one:
+ * not a syscall for every message sent. */
+static uint32_t
+queue_jitter(int64_t now)
+{
+	uint32_t rnd = 0;
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint32_t)now;
+	return rnd;
+}
+
 /* Every job of m is done: retry time for what is pending, then write. */
 static void
 queue_finalize(struct queue *q, struct qmsg *m)
@@ -623,10 +634,8 @@ queue_finalize(struct queue *q, struct qmsg *m)
 	}
 	int64_t now = daemon_now();
 	const struct config *cfg = &q->d->cfg;
-	uint32_t rnd = 0;
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-		rnd = (uint32_t)now;
 	if (envelope_count(e, RCPT_PENDING) > 0) {
+		uint32_t rnd = queue_jitter(now);
 		e->attempts++;
 		/* Rounded up: never sooner than the backoff after the failure. */
 		e->next_attempt = now + 1 +
@@ -644,7 +653,8 @@ queue_finalize(struct queue *q, struct qmsg *m)
 		/* Try the DSN again after a backoff, even with nothing pending. */
 		e->next_attempt = now + 1 +
 				  backoff_delay(1, (int64_t)cfg->spool.retry_min_s,
-						(int64_t)cfg->spool.retry_max_s, rnd);
+						(int64_t)cfg->spool.retry_max_s,
+						queue_jitter(now));
 		m->dirty = true;
 	}
 	queue_finalize_write(q, m);

@@ -83,15 +83,11 @@ sync_dirs(int msgfd, int envfd)
  * per read of a big one. */
 #define SURVIVOR_WINDOW (16u * 1024u)
 
-/*
- * Only the headers are read: the bodies, most of a segment, were written
- * and fsynced by this process, and what a retire needs of them is their
- * ids. A header that is not one before the end stops the retire (the
- * segment stays for the next start's replay) rather than skip the rest.
- */
-int
-spool_log_sync_survivors(int segfd, uint64_t seq, uint64_t end, int msgfd,
-			 int envfd)
+/* The ids of the segment's 'A' and 'D' records, from their headers
+ * alone, into acc and done. */
+static int
+survivors_walk(int segfd, uint64_t seq, uint64_t end, struct spool_ids *acc,
+	       struct spool_ids *done)
 {
 	char *win = malloc(SURVIVOR_WINDOW);
 	if (win == NULL)
@@ -117,13 +113,36 @@ spool_log_sync_survivors(int segfd, uint64_t seq, uint64_t end, int msgfd,
 			break;
 		}
 		off += r.total;
-		if (r.type == SPOOL_REC_ACCEPT) {
-			rc = sync_name(msgfd, r.id);
-			if (rc == 0)
-				rc = sync_name(envfd, r.id);
-		}
+		rc = spool_ids_add(r.type == SPOOL_REC_ACCEPT ? acc : done, r.id);
 	}
 	free(win);
+	return rc;
+}
+
+/*
+ * Only the headers are read: the bodies, most of a segment, were written
+ * and fsynced by this process, and what a retire needs of them is their
+ * ids. A message whose 'D' record is in the segment too has no files to
+ * look for (most of them: delivered within the segment's life). A
+ * header that is not one before the end stops the retire (the segment
+ * stays for the next start's replay) rather than skip the rest.
+ */
+int
+spool_log_sync_survivors(int segfd, uint64_t seq, uint64_t end, int msgfd,
+			 int envfd)
+{
+	struct spool_ids acc = { 0 }, done = { 0 };
+	int rc = survivors_walk(segfd, seq, end, &acc, &done);
+	spool_ids_sort(&done);
+	for (size_t i = 0; rc == 0 && i < acc.n; i++) {
+		if (spool_ids_has(&done, acc.id[i]))
+			continue;
+		rc = sync_name(msgfd, acc.id[i]);
+		if (rc == 0)
+			rc = sync_name(envfd, acc.id[i]);
+	}
+	spool_ids_free(&acc);
+	spool_ids_free(&done);
 	return rc == 0 ? sync_dirs(msgfd, envfd) : rc;
 }
 
