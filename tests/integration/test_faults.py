@@ -434,14 +434,24 @@ class Faults(OutboxTestCase):
         sh = self.smarthost()
         d = self.daemon(sh)
         self.warm_up(d, sh, "D2L-WARM")
-        figures = [self.d2_logged_one(d, sh, tag, size)
-                   for tag, size in (("D2L-SMALL", 2500), ("D2L-STREAM", 150000))]
+        # The first in a recycled segment (the warm-up's), the second in a
+        # new one: its NNNN.free files removed under the daemon, whose
+        # rename of one then fails, and it creates the segment.
+        figures = [self.d2_logged_one(d, sh, tag, size, fresh)
+                   for tag, size, fresh in (("D2L-SMALL", 2500, False),
+                                            ("D2L-STREAM", 150000, True))]
         print("\n  D2 logged: " + "; ".join(
             "%s: %d message bytes in a %d-byte record in %s, fsyncs before the 250 %r, "
             "queue files of the id %r" % f for f in figures))
 
-    def d2_logged_one(self, d, sh, tag, size):
+    def d2_logged_one(self, d, sh, tag, size, fresh):
         self.settle(d, sh)  # the commit makes a new segment; nothing retires
+        log_dir = os.path.join(os.path.realpath(d.spool), "log")
+        frees = [n for n in os.listdir(log_dir) if n.endswith(".free")]
+        self.assertTrue(frees, "no recycled segment after the warm-up: %r" % frees)
+        if fresh:
+            for n in frees:
+                os.unlink(os.path.join(log_dir, n))
         out = os.path.join(self.tmp, "d2-%s.trace" % tag)
         st = Strace(self.tmp, [d.proc.pid], [
             "trace=write,writev,pwrite64,pwritev,pwritev2,fsync,fdatasync,rename,renameat,"
@@ -475,12 +485,14 @@ class Faults(OutboxTestCase):
                          "body bytes in the record != bytes delivered: %r" % rec)
         self.assertEqual(int(rec.ret), sum(parts), "short record write: %r" % rec)
         # made new, or a retired one recycled (renamed from NNNN.free)
-        created = [c for c in calls if c.fd_path(0) == log_dir and (
+        created = [c for c in calls if c.fd_path(0) == log_dir
+                   and not (c.ret or "-1").startswith("-1") and (
             (c.name == "openat" and '"%s"' % os.path.basename(seg) in c.args
              and "O_CREAT" in c.args and "O_EXCL" in c.args) or
             (c.name == "renameat" and '.free"' in c.args
              and c.args.rstrip(" )").endswith('"%s"' % os.path.basename(seg))))]
         self.assertEqual(len(created), 1, "creation of %s: %r" % (seg, created))
+        self.assertEqual(created[0].name, "openat" if fresh else "renameat", created[0])
         f_logdir = [c for c in fsyncs_of(calls, log_dir) if c.start > created[0].end]
         self.assertTrue(f_logdir, "no fsync of log/ after creating %s" % seg)
         f_seg = [c for c in fsyncs_of(calls, seg) if c.start > rec.end]
