@@ -68,10 +68,9 @@ int spool_log_done(struct spool_log *lg, const char *id);
 /* Loop thread: a sealed segment nobody waits on, taken for retiring
  * (returns its number), or 0. At most one is taken at a time. */
 uint64_t spool_log_retire_take(struct spool_log *lg);
-/* Loop thread: the number retire_take would return now, not taken. */
-uint64_t spool_log_retire_peek(struct spool_log *lg);
-/* Sealed segments not yet retired. */
-unsigned spool_log_sealed(struct spool_log *lg);
+/* Loop thread: the number retire_take would return now, not taken;
+ * *sealed the segments sealed and not yet retired. */
+uint64_t spool_log_retire_peek(struct spool_log *lg, unsigned *sealed);
 /* Pool thread: make the taken segment's surviving messages durable on
  * their own and recycle or unlink it. 0 or -errno (the segment then stays on disk
  * for the next start-up's replay). */

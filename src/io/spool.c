@@ -435,9 +435,10 @@ spool_retire_start(struct spool *sp, bool tick)
 {
 	if (sp->log == NULL || sp->retire_seq != 0)
 		return;
-	uint64_t next = spool_log_retire_peek(sp->log);
+	unsigned sealed;
+	uint64_t next = spool_log_retire_peek(sp->log, &sealed);
 	bool spill = (tick && next != 0 && next == sp->retire_waits) ||
-		     spool_log_sealed(sp->log) > SPOOL_RETIRE_WAIT;
+		     sealed > SPOOL_RETIRE_WAIT;
 	if (tick)
 		sp->retire_waits = next;
 	/* Past the wait, its held messages get their files (that kicks). */

@@ -531,24 +531,16 @@ log_retire_next(struct spool_log *lg)
 }
 
 uint64_t
-spool_log_retire_peek(struct spool_log *lg)
+spool_log_retire_peek(struct spool_log *lg, unsigned *sealed)
 {
 	uv_mutex_lock(&lg->mu);
 	struct log_seg *s = log_retire_next(lg);
 	uint64_t seq = s != NULL ? s->seq : 0;
+	*sealed = 0;
+	for (s = lg->sealed; s != NULL; s = s->next)
+		(*sealed)++;
 	uv_mutex_unlock(&lg->mu);
 	return seq;
-}
-
-unsigned
-spool_log_sealed(struct spool_log *lg)
-{
-	unsigned n = 0;
-	uv_mutex_lock(&lg->mu);
-	for (struct log_seg *s = lg->sealed; s != NULL; s = s->next)
-		n++;
-	uv_mutex_unlock(&lg->mu);
-	return n;
 }
 
 uint64_t
@@ -577,11 +569,8 @@ log_find_sealed(struct spool_log *lg, uint64_t seq)
 	return s;
 }
 
-/* A retired segment out of the way: recycled while there are fewer
- * than SPOOL_LOG_FREE_MAX (one retire at a time adds, so the count can
- * only have dropped by the rename), else removed. */
-static int
-log_seg_drop(struct spool_log *lg, uint64_t seq)
+int
+spool_log_seg_drop(int logfd, uint64_t seq, bool keep)
 {
 	char name[32], to[40];
 	int rc = spool_log_seg_name(name, sizeof(name), seq);
@@ -589,19 +578,31 @@ log_seg_drop(struct spool_log *lg, uint64_t seq)
 		rc = spool_log_free_name(to, sizeof(to), seq);
 	if (rc != 0)
 		return rc;
+	if (keep && renameat(logfd, name, logfd, to) == 0)
+		return 1;
+	return unlinkat(logfd, name, 0) == 0 ? 0 : -errno;
+}
+
+/* A retired segment out of the way: recycled while there are fewer
+ * than SPOOL_LOG_FREE_MAX (one retire at a time adds, so the count can
+ * only have dropped by the rename), else removed; it takes a recycled
+ * slot only once the rename is durable. */
+static int
+log_seg_drop(struct spool_log *lg, uint64_t seq)
+{
 	uv_mutex_lock(&lg->mu);
 	bool keep = lg->nfree < SPOOL_LOG_FREE_MAX;
 	uv_mutex_unlock(&lg->mu);
-	if (keep && renameat(lg->logfd, name, lg->logfd, to) == 0) {
-		if (fsync(lg->logfd) != 0)
-			return -errno;
+	int rc = spool_log_seg_drop(lg->logfd, seq, keep);
+	if (rc < 0)
+		return rc;
+	if (fsync(lg->logfd) != 0)
+		return -errno;
+	if (rc == 1) {
 		uv_mutex_lock(&lg->mu);
 		lg->free_seq[lg->nfree++] = seq;
 		uv_mutex_unlock(&lg->mu);
-		return 0;
 	}
-	if (unlinkat(lg->logfd, name, 0) != 0 || fsync(lg->logfd) != 0)
-		return -errno;
 	return 0;
 }
 

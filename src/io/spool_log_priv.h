@@ -16,6 +16,10 @@ int spool_log_seg_parse(const char *name, uint64_t *seq);
 #define SPOOL_LOG_FREE_SUFFIX ".free"
 int spool_log_free_name(char *out, size_t outlen, uint64_t seq);
 int spool_log_free_parse(const char *name, uint64_t *seq);
+/* Segment seq out of the way: renamed to its recycled name when keep
+ * (and the rename works), else unlinked. 1 recycled, 0 removed, or
+ * -errno; log/ itself is the caller's to fsync. */
+int spool_log_seg_drop(int logfd, uint64_t seq, bool keep);
 /* The segment numbers in log/ (recycled files' with frees), ascending,
  * in a new array *out. */
 int spool_log_list(int logfd, bool frees, uint64_t **out, size_t *n);

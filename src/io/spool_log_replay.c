@@ -33,6 +33,9 @@
 struct replay {
 	int logfd, tmpfd, msgfd, envfd;
 	uint64_t *segs;             /* segment numbers, sorted */
+	bool *legacy;               /* per segment: an older outboxd's, whose
+				     * records carry no number (NULL: not
+				     * noted) */
 	size_t nsegs;
 	struct spool_ids done;      /* ids of 'D' records, sorted */
 	struct spool_log_replay_stats *st;
@@ -256,6 +259,8 @@ replay_walk(struct replay *rp, bool count_torn,
 		int rc = replay_read(rp, i, &data, &len);
 		if (rc != 0)
 			return rc;
+		if (rp->legacy != NULL)
+			rp->legacy[i] = spool_rec_v1(data, len);
 		struct spool_rec r;
 		int prc = 1;
 		while (rc == 0 && (prc = spool_rec_parse(data + off, len - off,
@@ -410,31 +415,6 @@ replay_restore(struct replay *rp, const struct spool_rec *r)
 }
 
 /* Removals the crash may have left undone, then the segments. */
-/* A replayed segment out of the way: recycled (spool_log.c) while
- * fewer than SPOOL_LOG_FREE_MAX are, unless it is an older outboxd's,
- * else removed. */
-static int
-replay_drop(struct replay *rp, uint64_t seq, size_t *nfree)
-{
-	char name[32], to[40], magic[4] = { 0 };
-	int rc = spool_log_seg_name(name, sizeof(name), seq);
-	if (rc == 0)
-		rc = spool_log_free_name(to, sizeof(to), seq);
-	if (rc != 0)
-		return rc;
-	int fd = openat(rp->logfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	bool old = fd < 0 || pread(fd, magic, sizeof(magic), 0) < 0 ||
-		   spool_rec_v1(magic, sizeof(magic));
-	if (fd >= 0)
-		close(fd);
-	if (!old && *nfree < SPOOL_LOG_FREE_MAX &&
-	    renameat(rp->logfd, name, rp->logfd, to) == 0) {
-		(*nfree)++;
-		return 0;
-	}
-	return unlinkat(rp->logfd, name, 0) == 0 ? 0 : -errno;
-}
-
 static int
 replay_finish(struct replay *rp)
 {
@@ -448,10 +428,16 @@ replay_finish(struct replay *rp)
 	if (rc == 0 && rp->nsegs > 0)
 		rc = spool_log_list(rp->logfd, true, &frees, &nfree);
 	free(frees);
+	/* Recycled while fewer than SPOOL_LOG_FREE_MAX are (spool_log.c),
+	 * but for an older outboxd's segment. */
 	for (size_t i = 0; rc == 0 && i < rp->nsegs; i++) {
-		rc = replay_drop(rp, rp->segs[i], &nfree);
-		if (rc == 0)
+		bool keep = !rp->legacy[i] && nfree < SPOOL_LOG_FREE_MAX;
+		rc = spool_log_seg_drop(rp->logfd, rp->segs[i], keep);
+		nfree += rc == 1;
+		if (rc >= 0) {
+			rc = 0;
 			rp->st->segments++;
+		}
 	}
 	if (rc == 0 && rp->nsegs > 0 && fsync(rp->logfd) != 0)
 		rc = -errno;
@@ -466,6 +452,10 @@ spool_log_replay(int logfd, int tmpfd, int msgfd, int envfd,
 	struct replay rp = { .logfd = logfd, .tmpfd = tmpfd, .msgfd = msgfd,
 			     .envfd = envfd, .st = st };
 	int rc = spool_log_list(logfd, false, &rp.segs, &rp.nsegs);
+	if (rc == 0 && rp.nsegs > 0) {
+		rp.legacy = calloc(rp.nsegs, sizeof(*rp.legacy));
+		rc = rp.legacy != NULL ? 0 : -ENOMEM;
+	}
 	if (rc == 0 && rp.nsegs > 0)
 		rc = replay_walk(&rp, true, replay_note_done);
 	spool_ids_sort(&rp.done);
@@ -475,6 +465,7 @@ spool_log_replay(int logfd, int tmpfd, int msgfd, int envfd,
 	if (rc == 0 && rp.nsegs > 0)
 		rc = replay_finish(&rp);
 	free(rp.segs);
+	free(rp.legacy);
 	spool_ids_free(&rp.done);
 	return rc;
 }

@@ -39,7 +39,7 @@ static uint32_t
 rec_crc(const char *hdr, const char *env, size_t env_len, const char *body,
 	uint64_t body_len)
 {
-	bool v1 = memcmp(hdr, REC_MAGIC_V1, 4) == 0;
+	bool v1 = spool_rec_v1(hdr, 4);
 	uint32_t crc = v1 ? crc32_update(0, hdr, REC_CRC_OFF) : 0;
 	crc = crc32_update(crc, env, env_len);
 	crc = crc32_update(crc, body, (size_t)body_len);
@@ -104,7 +104,7 @@ rec_zero(const char *p, size_t n)
 static int
 rec_check_header(const char *p, uint64_t seg, struct spool_rec *r)
 {
-	bool v1 = memcmp(p, REC_MAGIC_V1, 4) == 0;
+	bool v1 = spool_rec_v1(p, 4);
 	if ((!v1 && memcmp(p, REC_MAGIC, 4) != 0) || !rec_zero(p + 5, 3) ||
 	    (v1 && !rec_zero(p + REC_SEG_OFF, 4)) || !rec_zero(p + 60, 4))
 		return -EBADMSG;
