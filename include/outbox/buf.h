@@ -35,6 +35,14 @@ int buf_puts(struct buf *b, const char *s) BUF_WUR;
 int buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3))) BUF_WUR;
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap) BUF_WUR;
+/*
+ * Exchange the bytes and storage of a and b, no copy; each keeps its max.
+ * -ENOBUFS, nothing changed, if either's bytes exceed the other's max.
+ */
+int buf_swap(struct buf *a, struct buf *b) BUF_WUR;
+/* Hand over the storage: returns data (NUL-terminated; the caller frees
+ * it; NULL if b has none) and leaves b empty, with no storage. */
+char *buf_take(struct buf *b);
 /* Drop the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 /*

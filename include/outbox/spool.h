@@ -35,6 +35,7 @@
 
 #include <uv.h>
 
+#include "outbox/buf.h"
 #include "outbox/envelope.h"
 
 struct spool;
@@ -85,6 +86,9 @@ int spool_tx_write(struct spool_tx *tx, const char *data, size_t len,
  */
 #define SPOOL_HOLD_TOTAL (16u * 1024u * 1024u)
 int spool_tx_hold(struct spool_tx *tx, const char *data, size_t len);
+/* spool_tx_hold of b's bytes, which leave b (b is empty on 0): the
+ * first ones without a copy, b's storage becoming the held body's. */
+int spool_tx_hold_buf(struct spool_tx *tx, struct buf *b);
 /*
  * Make it durable with env (copied; its id, msg_size and msg_crc are set
  * from the tx). On failure (ENOSPC, EIO) nothing of the entry is left.
@@ -103,6 +107,12 @@ int spool_tx_commit(struct spool_tx *tx, const struct envelope *env,
  */
 int spool_tx_commit_last(struct spool_tx *tx, const char *data, size_t len,
 			 const struct envelope *env, spool_cb cb, void *arg);
+/* spool_tx_commit_last of b's bytes, which leave b on 0: when nothing
+ * was held they are not copied, b's storage goes with the commit. On a
+ * synchronous failure b is as it was. */
+int spool_tx_commit_last_buf(struct spool_tx *tx, struct buf *b,
+			     const struct envelope *env, spool_cb cb,
+			     void *arg);
 /* The body's size and CRC-32 as the committed envelope has them (the
  * spool computes them as it takes the bytes): valid once a commit call
  * has returned 0, until its callback returns. */

@@ -37,6 +37,30 @@ buf_reset(struct buf *b)
 }
 
 int
+buf_swap(struct buf *a, struct buf *b)
+{
+	if (a->len > b->max || b->len > a->max)
+		return -ENOBUFS;
+	struct buf t = *a;
+	a->data = b->data;
+	a->len = b->len;
+	a->cap = b->cap;
+	b->data = t.data;
+	b->len = t.len;
+	b->cap = t.cap;
+	return 0;
+}
+
+char *
+buf_take(struct buf *b)
+{
+	char *p = b->data;
+	b->data = NULL;
+	b->len = b->cap = 0;
+	return p;
+}
+
+int
 buf_reserve(struct buf *b, size_t n)
 {
 	if (n > b->max || b->len > b->max - n)

@@ -227,8 +227,10 @@ session_rewrite(struct session *s, bool final)
 	buf_reset(&s->body);
 	int r = 0;
 	if (s->tx != NULL && s->tx_error == 0 && s->stage != NULL) {
-		r = header_rewrite_feed(&s->stage->hr, chunk->data, chunk->len,
-					&s->body);
+		/* Past the header the stage copies bytes through: move them. */
+		if (!s->stage->hr.passthrough || buf_swap(&s->body, chunk) != 0)
+			r = header_rewrite_feed(&s->stage->hr, chunk->data,
+						chunk->len, &s->body);
 		if (r == 0 && final)
 			r = header_rewrite_finish(&s->stage->hr, &s->body);
 		if (r < 0)
@@ -320,9 +322,10 @@ session_commit_cb(void *arg, int status)
 	session_unref(s);
 }
 
-/* Commit, with the body's last bytes (len may be 0) written on the way. */
+/* Commit, with the body's last bytes (body: NULL or empty for none)
+ * written on the way; they leave body. */
 static void
-session_commit_last(struct session *s, const char *data, size_t len)
+session_commit_last(struct session *s, struct buf *body)
 {
 	struct envelope *env = NULL;
 	struct session_commit *c = NULL;
@@ -336,8 +339,9 @@ session_commit_last(struct session *s, const char *data, size_t len)
 		c->s = s;
 		c->env = env;
 		str_copy(c->id, sizeof(c->id), env->id);
-		r = spool_tx_commit_last(s->tx, data, len, env,
-					 session_commit_cb, c);
+		r = body != NULL ? spool_tx_commit_last_buf(s->tx, body, env,
+							    session_commit_cb, c)
+				 : spool_tx_commit(s->tx, env, session_commit_cb, c);
 		if (r == 0) {
 			/* Our in-memory envelope matches the disk: the size
 			 * and CRC are what the spool computed as it stored. */
@@ -361,7 +365,7 @@ session_commit_last(struct session *s, const char *data, size_t len)
 static void
 session_commit(struct session *s)
 {
-	session_commit_last(s, NULL, 0);
+	session_commit_last(s, NULL);
 }
 
 static void
@@ -404,11 +408,11 @@ session_store(struct session *s, bool final)
 	}
 	/* The last bytes ride with the commit: one pool round trip. */
 	if (final) {
-		session_commit_last(s, body->data, body->len);
+		session_commit_last(s, body);
 		return;
 	}
 	/* In memory while it fits the intake log: written once, at commit. */
-	if (spool_tx_hold(s->tx, body->data, body->len) == 0)
+	if (spool_tx_hold_buf(s->tx, body) == 0)
 		return;
 	/* body stays untouched until the write's callback: pump waits. */
 	int r = spool_tx_write(s->tx, body->data, body->len,

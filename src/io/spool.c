@@ -498,20 +498,55 @@ spool_tx_release_held(struct spool_tx *tx)
 	tx->held_crc = 0;
 }
 
-int
-spool_tx_hold(struct spool_tx *tx, const char *data, size_t len)
+/* 0 if len more bytes may be held, else -EBUSY or -E2BIG. */
+static int
+spool_tx_hold_check(const struct spool_tx *tx, size_t len)
 {
-	struct spool *sp = tx->sp;
+	const struct spool *sp = tx->sp;
 	if (tx->busy != TX_IDLE)
 		return -EBUSY;
 	if (sp->log == NULL || tx->created || tx->werr != 0 ||
 	    tx->held.len + len > SPOOL_LOG_BODY_MAX ||
 	    sp->held_bytes + len > SPOOL_HOLD_TOTAL)
 		return -E2BIG;
+	return 0;
+}
+
+/* The last len bytes of tx->held are new: count them. */
+static void
+spool_tx_held_grew(struct spool_tx *tx, size_t len)
+{
+	tx->sp->held_bytes += len;
+	tx->held_crc = crc32_update(tx->held_crc,
+				    tx->held.data + tx->held.len - len, len);
+}
+
+int
+spool_tx_hold(struct spool_tx *tx, const char *data, size_t len)
+{
+	int r = spool_tx_hold_check(tx, len);
+	if (r != 0)
+		return r;
 	if (buf_append(&tx->held, data, len) != 0)
 		return -E2BIG; /* out of memory: the file it is */
-	sp->held_bytes += len;
-	tx->held_crc = crc32_update(tx->held_crc, data, len);
+	spool_tx_held_grew(tx, len);
+	return 0;
+}
+
+int
+spool_tx_hold_buf(struct spool_tx *tx, struct buf *b)
+{
+	size_t len = b->len;
+	int r = spool_tx_hold_check(tx, len);
+	if (r != 0)
+		return r;
+	/* The first bytes move over whole: b's storage becomes the held
+	 * body, and later ones append to it (its room is a chunk's). */
+	if (tx->held.len == 0 ? buf_swap(&tx->held, b) != 0
+			      : buf_append(&tx->held, b->data, len) != 0)
+		return -E2BIG;
+	spool_tx_held_grew(tx, len);
+	buf_reset(b);
 	return 0;
 }
 
@@ -828,6 +863,27 @@ spool_tx_commit(struct spool_tx *tx, const struct envelope *env, spool_cb cb,
 	return spool_tx_queue_commit(tx, env, tx->size, tx->crc, cb, arg);
 }
 
+/*
+ * data (len bytes, malloc'd) is written first by the pool thread, and the
+ * envelope already counts it. On 0 the tx owns data; on failure the
+ * caller still does, and tx is as it was.
+ */
+static int
+spool_tx_commit_wdata(struct spool_tx *tx, char *data, size_t len,
+		      const struct envelope *env, spool_cb cb, void *arg)
+{
+	tx->wdata = data;
+	tx->wlen = len;
+	int rc = spool_tx_queue_commit(tx, env, tx->size + len,
+				       crc32_update(tx->crc, data, len), cb,
+				       arg);
+	if (rc != 0) {
+		tx->wdata = NULL;
+		tx->wlen = 0;
+	}
+	return rc;
+}
+
 int
 spool_tx_commit_last(struct spool_tx *tx, const char *data, size_t len,
 		     const struct envelope *env, spool_cb cb, void *arg)
@@ -856,17 +912,30 @@ spool_tx_commit_last(struct spool_tx *tx, const char *data, size_t len,
 	if (copy == NULL)
 		return -ENOMEM;
 	memcpy(copy, data, len);
-	/* The pool thread writes it first; the envelope already counts it. */
-	tx->wdata = copy;
-	tx->wlen = len;
-	int rc = spool_tx_queue_commit(tx, env, tx->size + len,
-				       crc32_update(tx->crc, data, len), cb,
-				       arg);
-	if (rc != 0) {
-		free(tx->wdata);
-		tx->wdata = NULL;
-		tx->wlen = 0;
+	int rc = spool_tx_commit_wdata(tx, copy, len, env, cb, arg);
+	if (rc != 0)
+		free(copy);
+	return rc;
+}
+
+int
+spool_tx_commit_last_buf(struct spool_tx *tx, struct buf *b,
+			 const struct envelope *env, spool_cb cb, void *arg)
+{
+	if (tx->busy != TX_IDLE)
+		return -EBUSY;
+	if (b->len == 0 || tx->werr != 0 || tx->held.len > 0) {
+		int r = spool_tx_commit_last(tx, b->data, b->len, env, cb, arg);
+		if (r == 0)
+			buf_reset(b);
+		return r;
 	}
+	/* Nothing held: b's storage itself goes to the pool, no copy. */
+	struct buf was = *b;
+	char *data = buf_take(b);
+	int rc = spool_tx_commit_wdata(tx, data, was.len, env, cb, arg);
+	if (rc != 0)
+		*b = was;
 	return rc;
 }
 
