@@ -4,8 +4,12 @@
  * pure protocol machine (proto/smtp_server.c) and the spool.
  *
  * Flow control: while a spool write or commit is in flight the session
- * stops feeding the machine and stops reading the socket, so memory per
- * session stays bounded by the input buffer and one body chunk. Likewise
+ * stops feeding the machine, and reads on only until SESSION_READ_SIZE
+ * bytes wait (a pipelining client's next commands, usually: the socket
+ * stays in epoll, where a stop and start would cost two epoll_ctl per
+ * message), so memory per session stays bounded by the input buffer and
+ * one body chunk. An end of input read ahead like this is acted on only
+ * once the bytes before it are taken, as it would have been. Likewise
  * while more than SESSION_OUT_MAX reply bytes wait for a client that does
  * not read (E5): no new command is taken until they drain, and a timeout
  * that finds its 421 still unsent closes the connection.
@@ -51,6 +55,7 @@ struct session {
 	struct buf body;        /* stage output, handed to the spool */
 	int tx_error;           /* first spool error of this transaction */
 	bool spool_busy;        /* a write or commit is in flight */
+	int read_end;           /* UV_EOF or error read ahead during one */
 	bool commit_after_write;
 	bool shutdown_pending;  /* daemon stopping while spool_busy */
 	bool want_close;        /* close once the output is written */
@@ -491,8 +496,16 @@ session_pump(struct session *s)
 		session_close(s, NULL);
 		return;
 	}
-	bool can_read = !s->spool_busy && !s->want_close &&
-			!session_out_full(s) &&
+	if (s->read_end != 0 && !s->spool_busy && !s->want_close &&
+	    !session_out_full(s)) {
+		session_close(s, s->read_end == UV_EOF
+					 ? "lost connection"
+					 : uv_strerror(s->read_end));
+		return;
+	}
+	bool can_read = s->read_end == 0 &&
+			(!s->spool_busy || s->in.len < SESSION_READ_SIZE) &&
+			!s->want_close && !session_out_full(s) &&
 			s->in.len + SESSION_READ_SIZE <= SESSION_IN_MAX;
 	session_reading(s, can_read);
 }
@@ -532,6 +545,11 @@ session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 		/* No memory for the input buffer: say so rather than vanish. */
 		log_warn("out of memory reading from %s; closing", s->ip);
 		session_end(s, "4.3.0 Error: out of memory");
+		return;
+	}
+	if (nread < 0 && s->spool_busy) {
+		s->read_end = (int)nread; /* after the input before it */
+		session_reading(s, false);
 		return;
 	}
 	if (nread < 0) {

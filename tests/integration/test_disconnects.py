@@ -14,6 +14,7 @@ import time
 import harness
 from harness import open_transaction
 from harness import OutboxTestCase, RawClient, make_message
+from test_faults import Strace, require_strace
 
 
 def marker_of(msg):
@@ -104,6 +105,50 @@ class Disconnects(OutboxTestCase):
             self.assertEqual(got[marker][0].body(), data, "%s: content" % marker)
         self.assertEqual(sorted(k for k in got), sorted(cases), "unexpected messages")
         self.assertEqual(d.spool_entries("tmp"), [])
+
+    # ------------------------------------------------------------ A20 (c)
+    def test_a20c_end_of_input_during_the_commit(self):
+        """The session reads on while a commit is in flight (up to one
+        read's worth): a client that sends the final dot, maybe QUIT, and
+        then shuts its side down has that end of input read during the
+        commit. It must still get the 250 (and the 221), and the message
+        is queued once. Every fsync is slowed by 300 ms (strace), so the
+        FIN is in before the commit ends."""
+        require_strace(self)
+        sh = self.smarthost()
+        d = self.outboxd(relay=[sh.port])
+        st = Strace(self.tmp, [d.proc.pid], ["trace=fsync,fdatasync",
+                                             "inject=fsync,fdatasync:delay_exit=300000"],
+                    follow=True)
+        try:
+            cases = {}
+            for marker, tail in (("A20C-QUIT", b"QUIT\r\n"), ("A20C-EOF", b"")):
+                data = make_message("one line\r\n", headers=["X-Marker: " + marker])
+                cases[marker] = data
+                c = RawClient(d.port, timeout=20)
+                open_transaction(c)
+                mark = d.mark()
+                c.send(data + b".\r\n" + tail)
+                c.sock.shutdown(socket.SHUT_WR)
+                code, text = c.read_reply()
+                self.assertEqual(code, 250, "%s: end of data got %r %s" % (marker, code, text))
+                code, text = c.read_reply()
+                if tail:
+                    self.assertEqual(code, 221, "%s: QUIT got %r %s" % (marker, code, text))
+                    code, text = c.read_reply()
+                self.assertIsNone(code, "%s: more after the end: %r %s" % (marker, code, text))
+                if not tail:
+                    d.wait_log(r"lost connection after \S+ from 127\.0\.0\.1", 5, since=mark)
+                c.close()
+        finally:
+            st.detach()
+        harness.wait_for(lambda: all(by_marker(sh).get(m) for m in cases), 30,
+                         "both messages delivered")
+        time.sleep(0.5)
+        got = by_marker(sh)
+        for marker, data in cases.items():
+            self.assertEqual(len(got[marker]), 1, "%s: copies" % marker)
+            self.assertEqual(got[marker][0].body(), data, "%s: content" % marker)
 
     # ------------------------------------------------------------ D9
     def test_d9_kill9_in_mixed_states(self):
