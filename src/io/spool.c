@@ -533,6 +533,15 @@ spool_tx_hold(struct spool_tx *tx, const char *data, size_t len)
 	return 0;
 }
 
+/* Whether b's storage may move as it is: not when most of it is spare
+ * room (a buffer that once carried a bigger chunk), which a held body
+ * would then keep for its whole life. */
+static bool
+spool_buf_movable(const struct buf *b)
+{
+	return b->cap <= 2 * b->len + 4096;
+}
+
 int
 spool_tx_hold_buf(struct spool_tx *tx, struct buf *b)
 {
@@ -542,8 +551,9 @@ spool_tx_hold_buf(struct spool_tx *tx, struct buf *b)
 		return r;
 	/* The first bytes move over whole: b's storage becomes the held
 	 * body, and later ones append to it (its room is a chunk's). */
-	if (tx->held.len == 0 ? buf_swap(&tx->held, b) != 0
-			      : buf_append(&tx->held, b->data, len) != 0)
+	bool move = tx->held.len == 0 && spool_buf_movable(b);
+	if (move ? buf_swap(&tx->held, b) != 0
+		 : buf_append(&tx->held, b->data, len) != 0)
 		return -E2BIG;
 	spool_tx_held_grew(tx, len);
 	buf_reset(b);
@@ -924,7 +934,8 @@ spool_tx_commit_last_buf(struct spool_tx *tx, struct buf *b,
 {
 	if (tx->busy != TX_IDLE)
 		return -EBUSY;
-	if (b->len == 0 || tx->werr != 0 || tx->held.len > 0) {
+	if (b->len == 0 || tx->werr != 0 || tx->held.len > 0 ||
+	    !spool_buf_movable(b)) {
 		int r = spool_tx_commit_last(tx, b->data, b->len, env, cb, arg);
 		if (r == 0)
 			buf_reset(b);

@@ -625,6 +625,37 @@ test_hold_buf(struct spool *sp)
 	CHECK_MEM_EQ("Subject: whole\r\n\r\nbody\r\n", body, 24);
 	spool_held_put(h);
 
+	/* Storage mostly spare room (it once carried a bigger chunk) is
+	 * not given to a held body for its life: the bytes are copied. */
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	char small_id[ID_SIZE];
+	memcpy(small_id, spool_tx_id(tx), ID_SIZE);
+	CHECK_EQ(0, buf_reserve(&b, 256 * 1024));
+	CHECK_EQ(0, buf_append(&b, "Subject: small\r\n\r\n", 18));
+	char *roomy = b.data;
+	make_env(&e, "bob@example.net");
+	w.calls = 0;
+	CHECK_EQ(0, spool_tx_commit_last_buf(tx, &b, &e, on_done, &w));
+	envelope_free(&e);
+	CHECK(b.data == roomy && b.len == 0);
+	sums_then_done(tx, &w, "Subject: small\r\n\r\n", 18);
+	h = spool_held_get(sp, small_id, &body, &n);
+	CHECK(h != NULL);
+	CHECK(body != roomy);
+	CHECK_MEM_EQ("Subject: small\r\n\r\n", body, 18);
+	spool_held_put(h);
+	w.calls = 0;
+	CHECK_EQ(0, spool_remove(sp, small_id, on_done, &w));
+	wait_for(&w);
+	CHECK_EQ(0, w.status);
+	/* Nor does a held first chunk take such storage. */
+	CHECK_EQ(0, spool_tx_begin(sp, &tx));
+	CHECK_EQ(0, buf_append(&b, "Subject: x\r\n\r\n", 14));
+	CHECK_EQ(0, spool_tx_hold_buf(tx, &b));
+	CHECK(b.data == roomy && b.len == 0);
+	spool_tx_abort(tx);
+	buf_free(&b); /* the failure below is the moving path's */
+
 	/* A synchronous failure (no recipient: the envelope does not
 	 * encode) leaves b as it was, and the tx with the caller. */
 	CHECK_EQ(0, spool_tx_begin(sp, &tx));
