@@ -541,15 +541,18 @@ session_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 	struct session *s = st->data;
 	if (nread == 0)
 		return;
+	if (nread < 0 && s->spool_busy) {
+		/* Read ahead during a spool operation: the input before this
+		 * end is taken first. Out of memory: read again after it. */
+		if (nread != UV_ENOBUFS)
+			s->read_end = (int)nread;
+		session_reading(s, false);
+		return;
+	}
 	if (nread == UV_ENOBUFS && !s->want_close) {
 		/* No memory for the input buffer: say so rather than vanish. */
 		log_warn("out of memory reading from %s; closing", s->ip);
 		session_end(s, "4.3.0 Error: out of memory");
-		return;
-	}
-	if (nread < 0 && s->spool_busy) {
-		s->read_end = (int)nread; /* after the input before it */
-		session_reading(s, false);
 		return;
 	}
 	if (nread < 0) {
