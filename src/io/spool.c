@@ -545,18 +545,21 @@ spool_buf_movable(const struct buf *b)
 int
 spool_tx_hold_buf(struct spool_tx *tx, struct buf *b)
 {
-	size_t len = b->len;
-	int r = spool_tx_hold_check(tx, len);
-	if (r != 0)
+	if (tx->held.len > 0 || !spool_buf_movable(b)) {
+		int r = spool_tx_hold(tx, b->data, b->len);
+		if (r == 0)
+			buf_reset(b);
 		return r;
+	}
 	/* The first bytes move over whole: b's storage becomes the held
 	 * body, and later ones append to it (its room is a chunk's). */
-	bool move = tx->held.len == 0 && spool_buf_movable(b);
-	if (move ? buf_swap(&tx->held, b) != 0
-		 : buf_append(&tx->held, b->data, len) != 0)
-		return -E2BIG;
+	size_t len = b->len;
+	int r = spool_tx_hold_check(tx, len);
+	if (r == 0 && buf_swap(&tx->held, b) != 0)
+		r = -E2BIG;
+	if (r != 0)
+		return r;
 	spool_tx_held_grew(tx, len);
-	buf_reset(b);
 	return 0;
 }
 
